@@ -1,0 +1,41 @@
+"""spacy-msnr: mask-specific LM adaptation and LoRA-contrastive few-shot NER for spaCy."""
+from pathlib import Path
+
+from setuptools import find_packages, setup
+
+about = {}
+exec((Path(__file__).parent / "spacy_msnr" / "about.py").read_text(), about)
+
+setup(
+    name="spacy-msnr",
+    version=about["__version__"],
+    description=__doc__,
+    long_description=(Path(__file__).parent / "README.md").read_text(encoding="utf8"),
+    long_description_content_type="text/markdown",
+    license="MIT",
+    python_requires=">=3.9",
+    packages=find_packages(exclude=["tests", "tests.*", "benchmarks"]),
+    package_data={"spacy_msnr": ["py.typed"]},
+    install_requires=[
+        "spacy>=3.8.18,<3.9.0",
+        "spacy-transformers>=1.4.0,<1.5.0",
+        "thinc>=8.3.0,<8.4.0",
+        "torch>=2.1",
+        "transformers>=4.41,<4.53.3",
+        "tokenizers>=0.19",
+        "safetensors>=0.4",
+        "peft>=0.21,<0.22",
+        "typer>=0.9",
+        "tqdm>=4.60",
+    ],
+    extras_require={"test": ["pytest>=7", "hypothesis>=6", "build>=1.0"], "plot": ["matplotlib>=3.5"]},
+    entry_points={
+        "console_scripts": ["spacy-msnr = spacy_msnr.__main__:main"],
+        "spacy_factories": ["fewshot_ner = spacy_msnr.fewshot.component:make_fewshot_ner"],
+        "spacy_architectures": [
+            "spacy_msnr.MaskSpecificMLM.v1 = spacy_msnr.mslm.model:build_mask_specific_mlm",
+            "spacy_msnr.LoRAInstructionNER.v1 = spacy_msnr.fewshot.model:build_lora_instruction_ner",
+        ],
+    },
+    classifiers=["Framework :: spaCy", "Programming Language :: Python :: 3", "Topic :: Scientific/Engineering :: Artificial Intelligence"],
+)

@@ -1,0 +1,70 @@
+"""Build the embedded default model: a tokenizer trained on local text plus a small pretrained LM."""
+import json
+from pathlib import Path
+from typing import Dict, Iterable, List, Optional, Union
+
+from transformers import AutoTokenizer
+
+from ..corpus.texts import iter_texts
+from ..util import atomic_dir
+from .models import CAUSAL_FAMILIES, MASKED_FAMILIES, build_model
+from .pretrain import pretrain
+from .tokenizer import train_tokenizer
+
+
+def build_base(
+    output: Union[str, Path],
+    sources: Iterable[Union[str, Path]],
+    *,
+    family: str = "bert",
+    vocab_size: int = 8000,
+    hidden_size: int = 256,
+    num_layers: int = 4,
+    num_heads: int = 4,
+    max_positions: int = 512,
+    max_steps: int = 1000,
+    max_seconds: Optional[float] = None,
+    batch_size: int = 16,
+    block_size: int = 128,
+    learning_rate: float = 5e-4,
+    seed: int = 0,
+    gpu: bool = False,
+    resume: bool = False,
+) -> Dict:
+    """Train a tokenizer on `sources` (DocBin, JSONL or IOB files), pretrain a small model of
+    `family` on them for a bounded budget, and save a Hugging Face directory (safetensors) at
+    `output`. Checkpoints live beside it in `<output>.checkpoints`, so `resume=True` continues.
+    Returns the run's summary, also written to `<output>/msnr_base.json`.
+    """
+    if family not in MASKED_FAMILIES + CAUSAL_FAMILIES:
+        raise ValueError(f"Unknown family {family!r}; expected one of {MASKED_FAMILIES + CAUSAL_FAMILIES}")
+    output = Path(output)
+    sources = [Path(s) for s in sources]
+    texts: List[str] = [t for source in sources for t in iter_texts(source)]
+    if not any(t.strip() for t in texts):
+        raise ValueError(f"No text found in {[str(s) for s in sources]}")
+    checkpoints = output.with_name(output.name + ".checkpoints")
+    tokenizer_dir = checkpoints / "tokenizer"
+    if resume and tokenizer_dir.exists():
+        tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
+    else:
+        tokenizer = train_tokenizer(texts, family, vocab_size=vocab_size)
+        tokenizer.save_pretrained(tokenizer_dir)
+    model = build_model(
+        family, tokenizer, seed=seed, hidden_size=hidden_size, num_layers=num_layers,
+        num_heads=num_heads, max_positions=max_positions,
+    )
+    summary: Dict = {"family": family, "sources": [str(s) for s in sources], "vocab_size": len(tokenizer),
+                     "hidden_size": hidden_size, "num_layers": num_layers, "num_heads": num_heads,
+                     "parameters": sum(p.numel() for p in model.parameters())}
+    if max_steps > 0:
+        summary.update(pretrain(
+            model, tokenizer, texts, checkpoints, max_steps=max_steps, max_seconds=max_seconds,
+            batch_size=batch_size, block_size=min(block_size, max_positions), learning_rate=learning_rate,
+            seed=seed, gpu=gpu, resume=resume, save_steps=max(50, max_steps // 5),
+        ))
+    with atomic_dir(output) as tmp:
+        model.save_pretrained(tmp, safe_serialization=True)
+        tokenizer.save_pretrained(tmp)
+        (tmp / "msnr_base.json").write_text(json.dumps(summary, indent=2), encoding="utf8")
+    return summary

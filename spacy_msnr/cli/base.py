@@ -1,0 +1,63 @@
+"""`base`: build the embedded default model (local tokenizer + small pretrained LM)."""
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+from wasabi import msg
+
+from ..base.build import build_base
+from ..util import atomic_write_bytes
+from ._app import app
+
+
+@app.command("base")
+def base_cli(
+    output: Path = typer.Argument(..., help="Folder for the Hugging Face model directory"),
+    sources: List[Path] = typer.Argument(..., help="Text to train on: .spacy, .jsonl, IOB files or folders of .txt (training data only, never dev/test)"),
+    arch: str = typer.Option("masked", "--arch", help="masked (BERT-style, for transformer+ner and MSLM) or causal (for fewshot_ner)"),
+    family: str = typer.Option("", "--family", help="Model family: bert or roberta (masked); llama, qwen2 or gpt2 (causal). Default: bert / llama"),
+    vocab_size: int = typer.Option(8000, "--vocab-size"),
+    hidden_size: int = typer.Option(256, "--hidden-size"),
+    num_layers: int = typer.Option(4, "--layers"),
+    num_heads: int = typer.Option(4, "--heads"),
+    max_steps: int = typer.Option(1000, "--max-steps", help="Pretraining steps (0: random init only)"),
+    max_seconds: float = typer.Option(0, "--max-seconds", help="Wall-clock budget for pretraining (0: none)"),
+    batch_size: int = typer.Option(16, "--batch-size"),
+    block_size: int = typer.Option(128, "--block-size", help="Tokens a training sequence"),
+    learning_rate: float = typer.Option(5e-4, "--learning-rate"),
+    seed: int = typer.Option(0, "--seed"),
+    gpu_id: int = typer.Option(-1, "--gpu-id", help="GPU to use, -1 for CPU"),
+    resume: bool = typer.Option(False, "--resume", help="Continue from the last checkpoint in <output>.checkpoints"),
+    use_model: str = typer.Option("", "--use-model", help="A hub name or folder to use instead: nothing is built"),
+    record: Optional[Path] = typer.Option(None, "--record", help="File to write the chosen model's name or path to"),
+) -> None:
+    """Train a tokenizer and pretrain a small LM on local text; save it with safetensors.
+
+    With --use-model, skip the build and only --record the given model (the project's
+    `vars.base_model` path for real checkpoints).
+    """
+    if use_model:
+        if record is not None:
+            atomic_write_bytes(record, use_model.encode("utf8"))
+        msg.info(f"Using {use_model}; no local base model built")
+        return
+    families = {"masked": ("bert", "roberta"), "causal": ("llama", "qwen2", "gpt2")}
+    if arch not in families:
+        msg.fail(f"--arch must be 'masked' or 'causal', not {arch!r}", exits=1)
+    family = family or families[arch][0]
+    if family not in families[arch]:
+        msg.fail(f"--family {family!r} is not a {arch} family; choose one of {families[arch]}", exits=1)
+    if gpu_id >= 0:
+        import torch
+
+        torch.cuda.set_device(gpu_id)
+    summary = build_base(
+        output, sources, family=family, vocab_size=vocab_size, hidden_size=hidden_size, num_layers=num_layers,
+        num_heads=num_heads, max_steps=max_steps, max_seconds=max_seconds or None, batch_size=batch_size,
+        block_size=block_size, learning_rate=learning_rate, seed=seed, gpu=gpu_id >= 0, resume=resume,
+    )
+    if record is not None:
+        atomic_write_bytes(record, str(output).encode("utf8"))
+    loss = summary.get("final_loss")
+    msg.good(f"Saved {family} base model ({summary['parameters']:,} parameters) to {output}"
+             + (f"; final {summary['objective']} loss {loss:.3f} after {summary['steps']} steps" if loss is not None else ""))

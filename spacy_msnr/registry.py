@@ -1,0 +1,19 @@
+"""The package's own catalogue registries, created on spaCy's registry.
+
+Config files refer to them as ``@msnr_terms``, ``@msnr_maskers`` and ``@msnr_weightings``;
+other packages can add functions through the entry-point groups ``spacy_msnr_terms``,
+``spacy_msnr_maskers`` and ``spacy_msnr_weightings``.
+"""
+from spacy.util import registry
+
+#: Sources of domain-specific terms (gold spans, lexicon, frequency contrast).
+registry.create("msnr_terms", entry_points=True)
+terms = registry.msnr_terms
+#: Masking strategies (MSLM joint ELM+BLM and the baselines).
+registry.create("msnr_maskers", entry_points=True)
+maskers = registry.msnr_maskers
+#: Weightings of the mask-specific loss (softmax of the masked-term share, inverse frequency).
+registry.create("msnr_weightings", entry_points=True)
+weightings = registry.msnr_weightings
+
+__all__ = ["registry", "terms", "maskers", "weightings"]

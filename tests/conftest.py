@@ -1,0 +1,63 @@
+"""Shared fixtures: paths to the real corpora and tiny locally built models."""
+import json
+import os
+from pathlib import Path
+from typing import Callable, List
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+ROOT = Path(__file__).resolve().parent.parent
+DATA = Path(os.environ.get("MSNR_SHARED_DATA", ROOT.parent / "shared" / "data"))
+
+
+@pytest.fixture(scope="session")
+def data_dir() -> Path:
+    """The shared corpora (../shared/data, or $MSNR_SHARED_DATA)."""
+    if not (DATA / "blurb").is_dir():
+        raise FileNotFoundError(f"Shared data not found at {DATA}; set MSNR_SHARED_DATA to its folder")
+    return DATA
+
+
+@pytest.fixture(scope="session")
+def pubmed_texts(data_dir: Path) -> List[str]:
+    """The first 300 PubMed abstracts, enough to train a tiny tokenizer."""
+    with (data_dir / "pubmed" / "abstracts.jsonl").open(encoding="utf8") as f:
+        return [json.loads(line)["text"] for _, line in zip(range(300), f)]
+
+
+@pytest.fixture(scope="session")
+def tiny_tokenizer(pubmed_texts) -> Callable:
+    """tiny_tokenizer(family) -> a 1000-piece tokenizer for that model family (cached)."""
+    from spacy_msnr.base.tokenizer import train_tokenizer
+
+    cache = {}
+
+    def make(family: str = "bert"):
+        if family not in cache:
+            cache[family] = train_tokenizer(pubmed_texts, family, vocab_size=1000)
+        return cache[family]
+
+    return make
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tiny_tokenizer, tmp_path_factory) -> Callable:
+    """tiny_model_dir(family) -> a saved 2-layer, 64-wide random model directory (cached)."""
+    from spacy_msnr.base.models import build_model
+
+    cache = {}
+
+    def make(family: str = "bert") -> Path:
+        if family not in cache:
+            path = tmp_path_factory.mktemp(f"tiny-{family}")
+            tok = tiny_tokenizer(family)
+            model = build_model(family, tok, hidden_size=64, num_layers=2, num_heads=2, max_positions=256)
+            model.save_pretrained(path, safe_serialization=True)
+            tok.save_pretrained(path)
+            cache[family] = path
+        return cache[family]
+
+    return make
