@@ -1,0 +1,320 @@
+"""The MSLM training loop: config in, Hugging Face model directory out, resumable.
+
+`train(config, output)` reads the corpora named in `[paths]`, builds the `[model]` architecture,
+finds DS-terms with `[terms]`, and optimises the mask-specific loss for `training.max_steps`
+optimizer steps (or `training.max_epochs` epochs). Every `checkpoint_every` steps it writes
+`output/checkpoint/` (weights as safetensors; optimizer, scheduler and RNG state as a torch file
+loaded with weights_only=True; counters and the log as JSON); `resume=True` continues from it
+exactly. The finished model is assembled in a temporary sibling directory and renamed into
+place, so `output` is either absent, a bare checkpoint, or a complete `save_pretrained`
+directory (safetensors + tokenizer + `mslm_log.json`).
+"""
+import json
+import shutil
+import time
+import warnings
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Sequence, Union
+
+import numpy as np
+import spacy
+import srsly
+import torch
+from spacy.tokens import Doc, DocBin
+from spacy.util import registry
+from spacy.vocab import Vocab
+from thinc.api import Config, Model, fix_random_seed
+from wasabi import msg
+
+from . import loss as _loss  # noqa: F401  (registers the weightings)
+from . import optimizer as _optimizer  # noqa: F401  (registers spacy_msnr.AdamW.v1)
+from . import terms as _terms  # noqa: F401  (registers the term sources)
+from .masking import EncodedSeq, encode_doc
+from .metrics import ds_term_sensitivity, pack, tagger_accuracy
+from .model import save_pretrained, torch_module
+from .terms import TermSource
+
+CHECKPOINT = "checkpoint"
+LOG_NAME = "mslm_log.json"
+DEFAULT_CONFIG = Path(__file__).resolve().parents[2] / "configs" / "mslm.cfg"
+
+
+def read_docs(path: Union[str, Path], vocab: Optional[Vocab] = None) -> List[Doc]:
+    """Docs from a .spacy DocBin, a .jsonl text file ({"text": ...} a line) or an IOB .tsv file."""
+    from ..corpus.iob import iob_to_docs
+
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"Corpus not found: {path}")
+    vocab = vocab if vocab is not None else Vocab()
+    if path.suffix == ".spacy":
+        docs = list(DocBin().from_disk(path).get_docs(vocab))
+    elif path.suffix == ".jsonl":
+        tokenizer = spacy.blank("en", vocab=vocab).tokenizer
+        docs = [tokenizer(r["text"]) for r in srsly.read_jsonl(path) if r.get("text", "").strip()]
+    else:
+        docs = iob_to_docs(path, vocab)
+    docs = [d for d in docs if len(d)]
+    if not docs:
+        raise ValueError(f"The corpus {path} has no documents with text; nothing to adapt on")
+    return docs
+
+
+def tag_labels(docs: Sequence[Doc]) -> List[str]:
+    """BIO tags of the docs' entity labels, "O" first."""
+    labels = sorted({ent.label_ for doc in docs for ent in doc.ents})
+    return ["O"] + [f"{p}-{label}" for label in labels for p in ("B", "I")]
+
+
+def encode(docs: Sequence[Doc], tokenizer, terms: TermSource, max_length: int, tags: Optional[List[str]] = None) -> List[EncodedSeq]:
+    """Encode docs into wordpiece sequences aligned to their DS-terms (and tags, if given)."""
+    tag_map = {t: i for i, t in enumerate(tags)} if tags else None
+    return [encode_doc(doc, tokenizer, terms(doc), max_length, tag_map) for doc in docs]
+
+
+def load_config(path: Union[str, Path], overrides: Optional[Dict[str, Any]] = None) -> Config:
+    """Load a config file with `--section.key value` overrides applied (not yet interpolated)."""
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"Config not found: {path}")
+    return spacy.util.load_config(path, overrides=overrides or {}, interpolate=False)
+
+
+def _check_training(cfg: Dict[str, Any]) -> None:
+    for key in ("batch_size", "accumulate_gradient"):
+        if int(cfg[key]) < 1:
+            raise ValueError(f"training.{key} must be at least 1, got {cfg[key]}")
+    if int(cfg["max_steps"]) <= 0 and int(cfg["max_epochs"]) <= 0:
+        raise ValueError("Set training.max_steps or training.max_epochs to a positive number, or training never ends")
+
+
+def _save_checkpoint(path: Path, model: Model, optimizer, scheduler, scaler, state: Dict[str, Any], config: Config) -> None:
+    """Write a checkpoint into a temporary directory, then swap it in (never half-written)."""
+    from safetensors.torch import save_file
+
+    tmp, old = path.with_name(path.name + ".tmp"), path.with_name(path.name + ".old")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    module = torch_module(model)
+    save_file({k: v.detach().cpu().clone().contiguous() for k, v in module.state_dict().items()}, str(tmp / "model.safetensors"))
+    rng = {"torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        rng["cuda"] = torch.cuda.get_rng_state_all()
+    torch.save(
+        {"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict(), "rng": rng},
+        tmp / "training_state.pt",
+    )
+    srsly.write_json(tmp / "state.json", state)
+    config.to_disk(tmp / "config.cfg")
+    if path.exists():
+        path.rename(old)
+    tmp.rename(path)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def _load_checkpoint(path: Path, model: Model, optimizer, scheduler, scaler) -> Dict[str, Any]:
+    from safetensors.torch import load_file
+
+    module = torch_module(model)
+    device = next(module.parameters()).device
+    weights = load_file(str(path / "model.safetensors"))
+    if any(k.startswith("tagger.") for k in weights) and module.tagger is None:
+        module.set_tagger(weights["tagger.weight"].shape[0])
+    module.load_state_dict(weights)
+    module.to(device)
+    blob = torch.load(path / "training_state.pt", map_location="cpu", weights_only=True)
+    optimizer.load_state_dict(blob["optimizer"])
+    scheduler.load_state_dict(blob["scheduler"])
+    scaler.load_state_dict(blob["scaler"])
+    torch.set_rng_state(blob["rng"]["torch"])
+    if "cuda" in blob["rng"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(blob["rng"]["cuda"])
+    return srsly.read_json(path / "state.json")
+
+
+def _publish(output: Path, model: Model, log: Dict[str, Any], keep_checkpoint: bool) -> None:
+    """Assemble the final directory beside `output` and rename it into place."""
+    partial, old = output.with_name(f".{output.name}.partial"), output.with_name(f".{output.name}.old")
+    shutil.rmtree(partial, ignore_errors=True)
+    save_pretrained(model, partial)
+    srsly.write_json(partial / LOG_NAME, log)
+    if keep_checkpoint and (output / CHECKPOINT).exists():
+        shutil.copytree(output / CHECKPOINT, partial / CHECKPOINT)
+    shutil.rmtree(old, ignore_errors=True)
+    if output.exists():
+        output.rename(old)
+    partial.rename(output)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def _prepare_output(output: Path, resume: bool) -> Optional[Path]:
+    """Check `output`; return the checkpoint to resume from, if any."""
+    checkpoint = output / CHECKPOINT
+    if resume:
+        if checkpoint.exists():
+            return checkpoint
+        msg.warn(f"--resume given but no checkpoint in {output}; starting from the beginning")
+    if output.exists() and any(output.iterdir()):
+        raise FileExistsError(f"Output directory {output} is not empty; pass --resume to continue its run or choose another directory")
+    return None
+
+
+def train(config: Config, output: Union[str, Path], *, gpu_id: int = -1, resume: bool = False, show_progress: bool = True) -> Dict[str, Any]:
+    """Run MSLM adaptation as configured; write the model to `output`; return the run log."""
+    output = Path(output)
+    paths = config.interpolate()["paths"]
+    if not paths.get("train"):
+        raise ValueError("No training corpus: set paths.train (e.g. --paths.train corpus/train.spacy)")
+    if not paths.get("base_model"):
+        raise ValueError("No model to adapt: set paths.base_model to a hub id or a local model directory")
+    resume_from = _prepare_output(output, resume)
+    resolved = registry.resolve(config.interpolate())
+    cfg, model, term_source = resolved["training"], resolved["model"], resolved["terms"]
+    _check_training(cfg)
+    seed = int(cfg["seed"])
+    fix_random_seed(seed)
+    device = torch.device(f"cuda:{gpu_id}" if gpu_id >= 0 else "cpu")
+    if gpu_id >= 0 and not torch.cuda.is_available():
+        raise ValueError(f"--gpu-id {gpu_id} asked for a GPU but torch sees none")
+
+    tokenizer = model.attrs["tokenizer"]
+    train_docs = read_docs(paths["train"])
+    tags = tag_labels(train_docs) if model.attrs["ner_weight"] > 0 else None
+    if tags is not None and len(tags) == 1:
+        raise ValueError("training with ner_weight > 0 needs gold entities in paths.train; none were found")
+    train_seqs = encode(train_docs, tokenizer, term_source, int(cfg["max_length"]), tags)
+    dev_seqs = encode(read_docs(paths["dev"]), tokenizer, term_source, int(cfg["max_length"]), tags) if paths.get("dev") else []
+    n_terms = sum(s.n_terms for s in train_seqs)
+    if n_terms == 0 and model.attrs["masker"].uses_terms:
+        source = "gold entities" if term_source.from_gold else "DS-term matches"
+        warnings.warn(f"No {source} in {paths['train']}: MSLM falls back to BLM-only masking (no ELM positions)")
+    model.attrs["tag_labels"] = tags or []
+    model.initialize(X=train_seqs)
+
+    module = torch_module(model).to(device)
+    opt_settings = cfg["optimizer"]
+    max_steps = int(cfg["max_steps"])
+    optimizer, scheduler = opt_settings.build(module.parameters(), max_steps)
+    shim = model.get_ref("mlm").shims[0]
+    fp16 = shim.use_autocast and device.type == "cuda" and shim.autocast_dtype == torch.float16
+    scaler = torch.amp.GradScaler("cuda", enabled=fp16)
+    loss_fn, tagger_loss = model.attrs["loss"], model.attrs["tagger_loss"]
+    masking = model.get_ref("masking")
+
+    state: Dict[str, Any] = {"step": 0, "epoch": 0, "batch": 0, "wordpieces": 0, "seconds": 0.0, "history": [], "running": _fresh()}
+    if resume_from is not None:
+        state = _load_checkpoint(resume_from, model, optimizer, scheduler, scaler)
+        msg.info(f"Resuming from {resume_from} at step {state['step']}")
+    accumulate, eval_every, ckpt_every = int(cfg["accumulate_gradient"]), int(cfg["eval_frequency"]), int(cfg["checkpoint_every"])
+    max_epochs = int(cfg["max_epochs"])
+    lengths = [len(s) for s in train_seqs]
+    running = state["running"]
+    progress = _progress(show_progress, max_steps, state["step"])
+    start = time.perf_counter()
+    done = False
+    while not done:
+        order = np.random.default_rng([seed, state["epoch"]]).permutation(len(train_seqs))
+        batches = pack(lengths, order, int(cfg["batch_size"]))
+        while state["batch"] < len(batches):
+            group = range(state["batch"], min(state["batch"] + accumulate, len(batches)))
+            for index in group:
+                masking.attrs["rng"] = np.random.default_rng([seed, state["epoch"], index])
+                seqs = [train_seqs[i] for i in batches[index]]
+                out, backprop = model.begin_update(seqs)
+                d_logits, value = loss_fn(out.logits, out.batch)
+                d_tags, tag_value = tagger_loss(out.tag_logits, out.batch)
+                d_logits = scaler.scale(d_logits / len(group)) if fp16 else d_logits / len(group)
+                if d_tags is not None:
+                    d_tags = scaler.scale(d_tags / len(group)) if fp16 else d_tags / len(group)
+                backprop((d_logits, d_tags))
+                with torch.no_grad():
+                    terms = out.batch.is_term.to(out.logits.device)
+                    hits = (out.logits.argmax(-1) == out.batch.labels.to(out.logits.device)) & terms
+                running["loss"] += (value + tag_value) / len(group)
+                running["term_hits"] += int(hits.sum())
+                running["terms"] += int(terms.sum())
+                state["wordpieces"] += out.batch.n_pieces
+            scaler.unscale_(optimizer)
+            if opt_settings.max_grad_norm > 0:
+                torch.nn.utils.clip_grad_norm_(module.parameters(), opt_settings.max_grad_norm)
+            scaler.step(optimizer)
+            scaler.update()
+            scheduler.step()
+            optimizer.zero_grad(set_to_none=True)
+            state["step"] += 1
+            state["batch"] = group.stop
+            running["n"] += 1
+            progress.update(1)
+            progress.set_postfix(loss=f"{running['loss'] / running['n']:.3f}", term_acc=f"{running['term_hits'] / max(1, running['terms']):.3f}")
+            done = (max_steps > 0 and state["step"] >= max_steps)
+            if state["step"] % eval_every == 0 or done:
+                record = _evaluate(model, dev_seqs, state, running, seed)
+                state["history"].append(record)
+                progress.write(_format_row(record))
+                running = state["running"] = _fresh()
+            state["seconds"] += time.perf_counter() - start
+            start = time.perf_counter()
+            if ckpt_every > 0 and (state["step"] % ckpt_every == 0 or done):
+                _save_checkpoint(output / CHECKPOINT, model, optimizer, scheduler, scaler, state, config)
+            if done:
+                break
+        if not done:
+            state["epoch"] += 1
+            state["batch"] = 0
+            done = max_epochs > 0 and state["epoch"] >= max_epochs
+            if done and (not state["history"] or state["history"][-1]["step"] != state["step"]):
+                state["history"].append(_evaluate(model, dev_seqs, state, running, seed))
+                if ckpt_every > 0:
+                    _save_checkpoint(output / CHECKPOINT, model, optimizer, scheduler, scaler, state, config)
+    progress.close()
+    log = {
+        "config": config.to_str(), "steps": state["step"], "epochs": state["epoch"], "wordpieces": state["wordpieces"],
+        "seconds": round(state["seconds"], 3), "wordpieces_per_second": state["wordpieces"] / max(state["seconds"], 1e-9),
+        "train_docs": len(train_seqs), "train_ds_terms": n_terms, "device": str(device), "history": state["history"],
+    }
+    _publish(output, model, log, bool(cfg.get("keep_checkpoint", False)))
+    msg.good(f"Saved the adapted model to {output}")
+    return log
+
+
+def _fresh() -> Dict[str, float]:
+    return {"loss": 0.0, "term_hits": 0, "terms": 0, "n": 0}
+
+
+def _evaluate(model: Model, dev_seqs: Sequence[EncodedSeq], state: Dict[str, Any], running: Dict[str, float], seed: int) -> Dict[str, Any]:
+    record: Dict[str, Any] = {
+        "step": state["step"], "epoch": state["epoch"],
+        "loss": running["loss"] / max(1, running["n"]),
+        "train_term_acc": running["term_hits"] / max(1, running["terms"]),
+    }
+    if dev_seqs:
+        record.update({f"dev_{k}": v for k, v in ds_term_sensitivity(model, dev_seqs, seed=seed).items()})
+        if model.attrs["ner_weight"] > 0:
+            record["dev_tag_acc"] = tagger_accuracy(model, dev_seqs)
+    return record
+
+
+def _format_row(record: Dict[str, Any]) -> str:
+    cells = [f"step {record['step']:>6}", f"loss {record['loss']:.4f}", f"train term acc {record['train_term_acc']:.3f}"]
+    for key in ("dev_term_prob", "dev_term_acc", "dev_generic_prob", "dev_generic_acc", "dev_tag_acc"):
+        if key in record:
+            cells.append(f"{key[4:]} {record[key]:.3f}")
+    return " | ".join(cells)
+
+
+class _NoProgress:
+    def update(self, n: int) -> None: ...
+    def set_postfix(self, **kw) -> None: ...
+    def write(self, line: str) -> None: ...
+    def close(self) -> None: ...
+
+
+def _progress(show: bool, total: int, initial: int):
+    if not show:
+        return _NoProgress()
+    from tqdm import tqdm
+
+    return tqdm(total=total if total > 0 else None, initial=initial, unit="step", desc="MSLM", dynamic_ncols=True)
+
+
+__all__ = ["train", "load_config", "read_docs", "encode", "DEFAULT_CONFIG"]
