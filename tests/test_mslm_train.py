@@ -1,0 +1,121 @@
+"""The training loop: config overrides, outputs, exact resume, bad input, the CLI."""
+import json
+
+import pytest
+import torch
+from spacy.tokens import Doc, DocBin
+from spacy.vocab import Vocab
+from typer.testing import CliRunner
+
+from spacy_msnr.corpus.iob import iob_to_docs
+from spacy_msnr.mslm import train as train_module
+from spacy_msnr.mslm.train import DEFAULT_CONFIG, load_config, train
+
+SMALL = {
+    "training.max_steps": 6, "training.batch_size": 400, "training.eval_frequency": 3,
+    "training.checkpoint_every": 3, "training.max_length": 64, "training.optimizer.learn_rate": 0.001,
+}
+
+
+@pytest.fixture(scope="module")
+def corpus(data_dir, tmp_path_factory):
+    root = tmp_path_factory.mktemp("mslm-corpus")
+    vocab = Vocab()
+    path = data_dir / "blurb" / "NCBI-disease-IOB"
+    DocBin(docs=iob_to_docs(path / "train.tsv", vocab)[:40]).to_disk(root / "train.spacy")
+    DocBin(docs=iob_to_docs(path / "devel.tsv", vocab)[:16]).to_disk(root / "dev.spacy")
+    return root
+
+
+def config_for(corpus, model_dir, **extra):
+    overrides = {"paths.train": str(corpus / "train.spacy"), "paths.dev": str(corpus / "dev.spacy"),
+                 "paths.base_model": str(model_dir), **SMALL, **extra}
+    return load_config(DEFAULT_CONFIG, overrides)
+
+
+def weights(path):
+    from safetensors.torch import load_file
+
+    return load_file(str(path / "model.safetensors"))
+
+
+@pytest.mark.parametrize("family", ["bert", "roberta"])
+def test_train_writes_a_transformers_directory_and_log(family, corpus, tiny_model_dir, tmp_path):
+    from transformers import AutoModelForMaskedLM, AutoTokenizer
+
+    out = tmp_path / "mslm"
+    log = train(config_for(corpus, tiny_model_dir(family)), out, show_progress=False)
+    assert log["steps"] == 6 and [h["step"] for h in log["history"]] == [3, 6]
+    assert log["train_ds_terms"] > 0 and 0 <= log["history"][-1]["dev_term_acc"] <= 1
+    assert json.loads((out / "mslm_log.json").read_text())["steps"] == 6
+    assert (out / "model.safetensors").exists() and not (out / "checkpoint").exists()
+    assert not list(tmp_path.glob(".mslm.*"))
+    model = AutoModelForMaskedLM.from_pretrained(out)
+    assert AutoTokenizer.from_pretrained(out).mask_token is not None
+    base = AutoModelForMaskedLM.from_pretrained(tiny_model_dir(family))
+    name = "embeddings.word_embeddings.weight"
+    assert not torch.equal(model.base_model.get_parameter(name), base.base_model.get_parameter(name))
+
+
+def test_interrupted_then_resumed_run_matches_uninterrupted(corpus, tiny_model_dir, tmp_path, monkeypatch):
+    model_dir = tiny_model_dir("bert")
+    full = tmp_path / "full"
+    train(config_for(corpus, model_dir, **{"training.keep_checkpoint": True}), full, show_progress=False)
+
+    original = train_module._save_checkpoint
+
+    def save_then_crash(*args, **kwargs):
+        original(*args, **kwargs)
+        raise KeyboardInterrupt
+
+    part = tmp_path / "part"
+    monkeypatch.setattr(train_module, "_save_checkpoint", save_then_crash)
+    with pytest.raises(KeyboardInterrupt):
+        train(config_for(corpus, model_dir, **{"training.keep_checkpoint": True}), part, show_progress=False)
+    # the interrupted output holds only a checkpoint, never a half-written model
+    assert sorted(p.name for p in part.iterdir()) == ["checkpoint"]
+    assert json.loads((part / "checkpoint" / "state.json").read_text())["step"] == 3
+    monkeypatch.setattr(train_module, "_save_checkpoint", original)
+    with pytest.raises(FileExistsError):
+        train(config_for(corpus, model_dir), part, show_progress=False)
+    log = train(config_for(corpus, model_dir, **{"training.keep_checkpoint": True}), part, resume=True, show_progress=False)
+    assert log["steps"] == 6
+    a, b = weights(full), weights(part)
+    assert a.keys() == b.keys()
+    for key in a:
+        assert torch.equal(a[key], b[key]), key
+    assert weights(full / "checkpoint").keys() == weights(part / "checkpoint").keys()
+
+
+def test_docs_without_entities_warn_and_fall_back_to_blm(tiny_model_dir, tmp_path):
+    vocab = Vocab()
+    docs = [Doc(vocab, words=f"the patient number {i} was seen again today".split()) for i in range(12)]
+    DocBin(docs=docs).to_disk(tmp_path / "plain.spacy")
+    cfg = load_config(DEFAULT_CONFIG, {"paths.train": str(tmp_path / "plain.spacy"), "paths.base_model": str(tiny_model_dir("bert")),
+                                        **SMALL, "training.max_steps": 2})
+    with pytest.warns(UserWarning, match="falls back to BLM-only"):
+        log = train(cfg, tmp_path / "out", show_progress=False)
+    assert log["train_ds_terms"] == 0 and log["steps"] == 2
+
+
+def test_empty_corpus_and_missing_paths_are_errors(tiny_model_dir, tmp_path):
+    DocBin().to_disk(tmp_path / "empty.spacy")
+    cfg = load_config(DEFAULT_CONFIG, {"paths.train": str(tmp_path / "empty.spacy"), "paths.base_model": str(tiny_model_dir("bert"))})
+    with pytest.raises(ValueError, match="no documents"):
+        train(cfg, tmp_path / "out", show_progress=False)
+    with pytest.raises(ValueError, match="paths.train"):
+        train(load_config(DEFAULT_CONFIG, {"paths.base_model": "x"}), tmp_path / "out2", show_progress=False)
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
+
+
+def test_cli_takes_overrides_and_reports_bad_rates(corpus, tiny_model_dir, tmp_path):
+    import spacy_msnr.cli.pretrain  # noqa: F401
+    from spacy_msnr.cli._app import app
+
+    base = ["pretrain", str(DEFAULT_CONFIG), "--paths.train", str(corpus / "train.spacy"),
+            "--paths.base_model", str(tiny_model_dir("bert")), "--training.max_steps", "2", "--training.max_length", "64"]
+    result = CliRunner().invoke(app, base + ["--output", str(tmp_path / "ok")])
+    assert result.exit_code == 0, result.output
+    assert json.loads((tmp_path / "ok" / "mslm_log.json").read_text())["steps"] == 2
+    result = CliRunner().invoke(app, base + ["--output", str(tmp_path / "bad"), "--model.masker.elm_rate", "1.5"])
+    assert result.exit_code == 1 and "elm_rate must be within [0, 1]" in result.output
