@@ -3,7 +3,7 @@ import json
 from pathlib import Path
 from typing import Dict, Iterable, List, Optional, Union
 
-from transformers import AutoTokenizer
+from transformers import AutoModelForCausalLM, AutoModelForMaskedLM, AutoTokenizer
 
 from ..corpus.texts import iter_texts
 from ..util import atomic_dir
@@ -27,13 +27,15 @@ def build_base(
     batch_size: int = 16,
     block_size: int = 128,
     learning_rate: float = 5e-4,
+    save_steps: int = 0,
     seed: int = 0,
     gpu: bool = False,
     resume: bool = False,
 ) -> Dict:
     """Train a tokenizer on `sources` (DocBin, JSONL or IOB files), pretrain a small model of
     `family` on them for a bounded budget, and save a Hugging Face directory (safetensors) at
-    `output`. Checkpoints live beside it in `<output>.checkpoints`, so `resume=True` continues.
+    `output`. Checkpoints (every `save_steps`, default a fifth of the run) live beside it in
+    `<output>.checkpoints`, so `resume=True` continues.
     Returns the run's summary, also written to `<output>/msnr_base.json`.
     """
     if family not in MASKED_FAMILIES + CAUSAL_FAMILIES:
@@ -61,9 +63,27 @@ def build_base(
         summary.update(pretrain(
             model, tokenizer, texts, checkpoints, max_steps=max_steps, max_seconds=max_seconds,
             batch_size=batch_size, block_size=min(block_size, max_positions), learning_rate=learning_rate,
-            seed=seed, gpu=gpu, resume=resume, save_steps=max(50, max_steps // 5),
+            seed=seed, gpu=gpu, resume=resume, save_steps=save_steps or max(50, max_steps // 5),
         ))
     with atomic_dir(output) as tmp:
+        model.save_pretrained(tmp, safe_serialization=True)
+        tokenizer.save_pretrained(tmp)
+        (tmp / "msnr_base.json").write_text(json.dumps(summary, indent=2), encoding="utf8")
+    return summary
+
+
+def save_existing(name: str, output: Union[str, Path], arch: str = "masked") -> Dict:
+    """Save a hub checkpoint or local model folder `name`, with its masked- or causal-LM head and
+    tokenizer, as a safetensors directory at `output` (the path real checkpoints take)."""
+    auto = {"masked": AutoModelForMaskedLM, "causal": AutoModelForCausalLM}[arch]
+    try:
+        model = auto.from_pretrained(name)
+    except ValueError as err:
+        raise ValueError(f"{name} has no {arch}-LM head that transformers can load: {err}") from None
+    tokenizer = AutoTokenizer.from_pretrained(name)
+    summary = {"source": name, "model_type": model.config.model_type,
+               "parameters": sum(p.numel() for p in model.parameters())}
+    with atomic_dir(Path(output)) as tmp:
         model.save_pretrained(tmp, safe_serialization=True)
         tokenizer.save_pretrained(tmp)
         (tmp / "msnr_base.json").write_text(json.dumps(summary, indent=2), encoding="utf8")

@@ -96,6 +96,7 @@ def pretrain(
     steps_run = output.global_step
     losses = [entry["loss"] for entry in trainer.state.log_history if "loss" in entry]
     return {
+        "initial_loss": float(losses[0]) if losses else float(output.training_loss),
         "mean_loss": float(output.training_loss),
         "final_loss": float(losses[-1]) if losses else float(output.training_loss),
         "steps": int(steps_run),

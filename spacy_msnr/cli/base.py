@@ -1,12 +1,11 @@
 """`base`: build the embedded default model (local tokenizer + small pretrained LM)."""
 from pathlib import Path
-from typing import List, Optional
+from typing import List
 
 import typer
 from wasabi import msg
 
-from ..base.build import build_base
-from ..util import atomic_write_bytes
+from ..base.build import build_base, save_existing
 from ._app import app
 
 
@@ -28,18 +27,16 @@ def base_cli(
     seed: int = typer.Option(0, "--seed"),
     gpu_id: int = typer.Option(-1, "--gpu-id", help="GPU to use, -1 for CPU"),
     resume: bool = typer.Option(False, "--resume", help="Continue from the last checkpoint in <output>.checkpoints"),
-    use_model: str = typer.Option("", "--use-model", help="A hub name or folder to use instead: nothing is built"),
-    record: Optional[Path] = typer.Option(None, "--record", help="File to write the chosen model's name or path to"),
+    use_model: str = typer.Option("", "--use-model", help="A hub checkpoint or folder to save at OUTPUT instead of building one"),
 ) -> None:
     """Train a tokenizer and pretrain a small LM on local text; save it with safetensors.
 
-    With --use-model, skip the build and only --record the given model (the project's
-    `vars.base_model` path for real checkpoints).
+    With --use-model (the project's `vars.base_model`), nothing is trained: that checkpoint,
+    with its LM head, is saved at OUTPUT, so later steps read one place whatever the source.
     """
     if use_model:
-        if record is not None:
-            atomic_write_bytes(record, use_model.encode("utf8"))
-        msg.info(f"Using {use_model}; no local base model built")
+        summary = save_existing(use_model, output, arch)
+        msg.good(f"Saved {use_model} ({summary['model_type']}, {summary['parameters']:,} parameters) to {output}")
         return
     families = {"masked": ("bert", "roberta"), "causal": ("llama", "qwen2", "gpt2")}
     if arch not in families:
@@ -56,8 +53,6 @@ def base_cli(
         num_heads=num_heads, max_steps=max_steps, max_seconds=max_seconds or None, batch_size=batch_size,
         block_size=block_size, learning_rate=learning_rate, seed=seed, gpu=gpu_id >= 0, resume=resume,
     )
-    if record is not None:
-        atomic_write_bytes(record, str(output).encode("utf8"))
     loss = summary.get("final_loss")
     msg.good(f"Saved {family} base model ({summary['parameters']:,} parameters) to {output}"
              + (f"; final {summary['objective']} loss {loss:.3f} after {summary['steps']} steps" if loss is not None else ""))
