@@ -2,6 +2,7 @@
 import json
 
 import pytest
+import spacy
 import torch
 from spacy.tokens import Doc, DocBin
 from spacy.vocab import Vocab
@@ -54,7 +55,18 @@ def test_train_writes_a_transformers_directory_and_log(family, corpus, tiny_mode
     assert AutoTokenizer.from_pretrained(out).mask_token is not None
     base = AutoModelForMaskedLM.from_pretrained(tiny_model_dir(family))
     name = "embeddings.word_embeddings.weight"
-    assert not torch.equal(model.base_model.get_parameter(name), base.base_model.get_parameter(name))
+    adapted = model.base_model.get_parameter(name)
+    assert not torch.equal(adapted, base.base_model.get_parameter(name))
+    # the directory is usable as `name` of spacy-transformers' transformer component
+    nlp = spacy.blank("en")
+    nlp.add_pipe("transformer", config={"model": {
+        "@architectures": "spacy-transformers.TransformerModel.v3", "name": str(out), "tokenizer_config": {"use_fast": True},
+        "get_spans": {"@span_getters": "spacy-transformers.strided_spans.v1", "window": 48, "stride": 32}}})
+    nlp.initialize()
+    doc = nlp("Germline BRCA1 mutations cause familial breast cancer .")
+    assert doc._.trf_data.tensors[0].shape[-1] == model.config.hidden_size
+    loaded = next(node for node in nlp.get_pipe("transformer").model.walk() if node.shims).shims[0]._model
+    assert torch.equal(loaded.get_parameter(name), adapted)
 
 
 def test_interrupted_then_resumed_run_matches_uninterrupted(corpus, tiny_model_dir, tmp_path, monkeypatch):
