@@ -1,0 +1,330 @@
+"""`fewshot_ner`: few-shot NER with a LoRA-tuned causal LM (CLLMFS) as a trainable spaCy pipe.
+
+Training turns each gold Doc into one instruction per (sentence, entity type) (`prompts.py`) and
+optimises LM + contrastive + adversarial losses (`model.py`) with the optimizer `spacy train`
+passes to `update`. Prediction decodes each (sentence, type) with span-constrained greedy
+generation (`decoding.py`), resolves overlaps across types and sets `doc.ents` and
+`doc.spans[spans_key]` (the same entities, with `spans.attrs["scores"]`).
+"""
+import warnings
+from pathlib import Path
+from typing import Any, Callable, Dict, Iterable, List, Optional, Tuple, Union
+
+import srsly
+from spacy import util
+from spacy.language import Language
+from spacy.pipeline import TrainablePipe
+from spacy.tokens import Doc, SpanGroup
+from spacy.training import Example, validate_examples, validate_get_examples
+from spacy.vocab import Vocab
+from thinc.api import Config, Model, Optimizer
+
+from .decoding import SpanConstraint, generate, resolve_overlaps
+from .model import get_shim, max_positions
+from .prompts import Instruction, PromptBuilder, Segment
+
+DEFAULT_MODEL_CONFIG = """
+[model]
+@architectures = "spacy_msnr.LoRAInstructionNER.v1"
+base_model = null
+lora = {"r": 16, "alpha": 32, "dropout": 0.05}
+contrastive = {"layer": 0.75, "temperature": 0.07, "weight": 0.1}
+adversarial = {"epsilon": 1.0}
+dtype = "auto"
+store_base = null
+seed = 0
+"""
+DEFAULT_MODEL = Config().from_str(DEFAULT_MODEL_CONFIG)["model"]
+
+#: (start token, end token exclusive, label, score) of one predicted entity.
+Candidate = Tuple[int, int, str, float]
+
+
+@Language.factory(
+    "fewshot_ner",
+    assigns=["doc.ents", "token.ent_iob", "token.ent_type", "doc.spans"],
+    default_config={
+        "model": DEFAULT_MODEL,
+        "labels": None,
+        "spans_key": "fewshot_ner",
+        "max_new_tokens": 64,
+        "batch_size": 16,
+        "train_batch_size": 16,
+        "scorer": {"@scorers": "spacy.ner_scorer.v1"},
+    },
+    default_score_weights={"ents_f": 1.0, "ents_p": 0.0, "ents_r": 0.0, "ents_per_type": None},
+)
+def make_fewshot_ner(
+    nlp: Language,
+    name: str,
+    model: Model,
+    labels: Optional[Union[Dict[str, Optional[str]], List[str]]],
+    spans_key: str,
+    max_new_tokens: int,
+    batch_size: int,
+    train_batch_size: int,
+    scorer: Optional[Callable],
+) -> "FewShotNER":
+    """Few-shot NER with a LoRA-tuned causal LM. `labels` maps each entity type to a short
+    natural-language description (null: collect the types from the training data)."""
+    return FewShotNER(
+        nlp.vocab, model, name, labels=labels, spans_key=spans_key, max_new_tokens=max_new_tokens,
+        batch_size=batch_size, train_batch_size=train_batch_size, scorer=scorer,
+    )
+
+
+class FewShotNER(TrainablePipe):
+    """Entity recognition by instruction-following generation, constrained to input spans."""
+
+    def __init__(
+        self,
+        vocab: Vocab,
+        model: Model,
+        name: str = "fewshot_ner",
+        *,
+        labels: Optional[Union[Dict[str, Optional[str]], List[str]]] = None,
+        spans_key: str = "fewshot_ner",
+        max_new_tokens: int = 64,
+        batch_size: int = 16,
+        train_batch_size: int = 16,
+        scorer: Optional[Callable] = None,
+    ):
+        if max_new_tokens < 1 or batch_size < 1 or train_batch_size < 1:
+            raise ValueError("max_new_tokens, batch_size and train_batch_size must be >= 1.")
+        self.vocab = vocab
+        self.model = model
+        self.name = name
+        self.scorer = scorer
+        self.cfg: Dict[str, Any] = {
+            "labels": _as_label_dict(labels), "spans_key": spans_key, "max_new_tokens": max_new_tokens,
+            "batch_size": batch_size, "train_batch_size": train_batch_size,
+        }
+        self._builder: Optional[PromptBuilder] = None
+
+    # -- labels -------------------------------------------------------------------------------
+    @property
+    def labels(self) -> Tuple[str, ...]:
+        return tuple(self.cfg["labels"])
+
+    @property
+    def label_data(self) -> Dict[str, str]:
+        """Each label's description (its name where none was given)."""
+        return {label: desc or label for label, desc in self.cfg["labels"].items()}
+
+    def add_label(self, label: str, description: Optional[str] = None) -> int:
+        if not isinstance(label, str) or not label.strip():
+            raise ValueError(f"Entity labels must be non-empty strings, got {label!r}.")
+        if label in self.cfg["labels"]:
+            return 0
+        self.cfg["labels"][label] = description
+        self._builder = None
+        return 1
+
+    # -- initialization ---------------------------------------------------------------------------
+    def initialize(
+        self,
+        get_examples: Callable[[], Iterable[Example]],
+        *,
+        nlp: Optional[Language] = None,
+        labels: Optional[Union[Dict[str, Optional[str]], List[str]]] = None,
+    ) -> None:
+        """Fix the label set (configured, or collected from the data), load the base model and
+        add fresh LoRA adapters."""
+        validate_get_examples(get_examples, "FewShotNER.initialize")
+        configured = _as_label_dict(labels) if labels else dict(self.cfg["labels"])
+        seen = sorted({ent.label_ for eg in get_examples() for ent in eg.reference.ents})
+        if configured:
+            unknown = [label for label in seen if label not in configured]
+            if unknown:
+                raise ValueError(
+                    f"[{self.name}] The training data has entity label(s) {unknown} that are not in the configured "
+                    f"labels {sorted(configured)}; add them (with a description) to [components.{self.name}.labels] "
+                    "or remove the labels setting to collect labels from the data."
+                )
+            undescribed = [label for label, desc in configured.items() if not desc or not str(desc).strip()]
+            if undescribed:
+                warnings.warn(f"[{self.name}] Label(s) {undescribed} have no description; each is described by its name.")
+        else:
+            if not seen:
+                raise ValueError(
+                    f"[{self.name}] No labels configured and no entities in the training examples: "
+                    "set [components.{self.name}.labels] or provide annotated examples."
+                )
+            configured = {label: None for label in seen}
+        self.cfg["labels"] = {label: (desc if desc and str(desc).strip() else label) for label, desc in configured.items()}
+        self._builder = None
+        self.model.initialize()
+
+    @property
+    def builder(self) -> PromptBuilder:
+        if self._builder is None:
+            self._builder = PromptBuilder(get_shim(self.model).tokenizer, self.label_data)
+        return self._builder
+
+    def _text_budget(self) -> int:
+        shim = get_shim(self.model)
+        limit = max_positions(shim.model, shim.tokenizer)
+        used = self.builder.max_prefix_length(self.labels) + len(self.builder.suffix_ids) + self.cfg["max_new_tokens"]
+        budget = limit - used
+        if budget < 1:
+            raise ValueError(
+                f"[{self.name}] The model window ({limit} tokens) leaves no room for text after the longest "
+                f"instruction and max_new_tokens={self.cfg['max_new_tokens']}; shorten the label descriptions "
+                "or max_new_tokens."
+            )
+        return budget
+
+    # -- training -------------------------------------------------------------------------------
+    def update(
+        self,
+        examples: Iterable[Example],
+        *,
+        drop: float = 0.0,
+        sgd: Optional[Optimizer] = None,
+        losses: Optional[Dict[str, float]] = None,
+    ) -> Dict[str, float]:
+        """One optimisation step on the instructions built from `examples`' gold entities."""
+        if losses is None:
+            losses = {}
+        losses.setdefault(self.name, 0.0)
+        examples = list(examples)
+        validate_examples(examples, "FewShotNER.update")
+        instructions = self.training_instructions(examples)
+        if not instructions:
+            return losses
+        size = self.cfg["train_batch_size"]
+        totals = {"lm": 0.0, "contrastive": 0.0, "adversarial": 0.0}
+        for b0 in range(0, len(instructions), size):
+            chunk = instructions[b0 : b0 + size]
+            share = len(chunk) / len(instructions)
+            terms, backprop = self.model.begin_update(chunk)
+            backprop(share)
+            for key in totals:
+                totals[key] += terms[key] * share
+        if sgd is not None:
+            self.finish_update(sgd)
+        weight = float(self.model.attrs["contrastive"]["weight"])
+        losses[self.name] += totals["lm"] + weight * totals["contrastive"] + totals["adversarial"]
+        for key, value in totals.items():
+            losses[f"{self.name}_{key}"] = losses.get(f"{self.name}_{key}", 0.0) + value
+        return losses
+
+    def training_instructions(self, examples: List[Example]) -> List[Instruction]:
+        """One instruction with its gold answer per (segment, label) of the examples."""
+        known = set(self.labels)
+        budget = self._text_budget()
+        out: List[Instruction] = []
+        for i, eg in enumerate(examples):
+            gold = eg.reference
+            if len(gold) and not gold.has_annotation("ENT_IOB"):
+                continue  # no entity annotation at all: nothing to learn from
+            unknown = sorted({ent.label_ for ent in gold.ents} - known)
+            if unknown:
+                raise ValueError(
+                    f"[{self.name}] Training example {i} has entity label(s) {unknown} not among the labels "
+                    f"{sorted(known)}; configure them or let initialize collect them from the data."
+                )
+            for seg in self.builder.segments(gold, i, budget, protect=gold.ents):
+                for label in self.labels:
+                    inst = self.builder.instruction(seg, label, gold.ents)
+                    constraint = SpanConstraint(seg.input_ids, seg.starts, seg.ends, self.builder.markers)
+                    inst.answer_allowed = constraint.allowed_along(inst.answer_ids)
+                    out.append(inst)
+        return out
+
+    # -- prediction -----------------------------------------------------------------------------
+    def predict(self, docs: Iterable[Doc]) -> List[List[Candidate]]:
+        """Entity candidates (start, end, label, score) per Doc, before overlap resolution."""
+        docs = list(docs)
+        out: List[List[Candidate]] = [[] for _ in docs]
+        if not self.labels:
+            raise ValueError(f"[{self.name}] The component has no labels; initialize it first.")
+        if not any(len(doc) for doc in docs):
+            return out
+        shim = get_shim(self.model)
+        budget = self._text_budget()
+        segments: List[Segment] = [seg for i, doc in enumerate(docs) for seg in self.builder.segments(doc, i, budget)]
+        if not segments:
+            return out
+        markers = self.builder.markers
+        prompts = [seg.input_ids + self.builder.suffix_ids for seg in segments]
+        for label in self.labels:
+            constraints = [SpanConstraint(seg.input_ids, seg.starts, seg.ends, markers) for seg in segments]
+            generate(
+                shim.model, self.builder.prefix_ids(label), prompts, constraints,
+                max_new_tokens=self.cfg["max_new_tokens"], batch_size=self.cfg["batch_size"],
+                pad_id=shim.tokenizer.pad_token_id,
+            )
+            for seg, cons in zip(segments, constraints):
+                doc = docs[seg.doc_index]
+                for found in cons.spans():
+                    span = doc.char_span(seg.offsets[found.first][0], seg.offsets[found.last][1], alignment_mode="expand")
+                    if span is not None and len(span):
+                        out[seg.doc_index].append((span.start, span.end, label, found.score))
+        return out
+
+    def set_annotations(self, docs: Iterable[Doc], candidates: List[List[Candidate]]) -> None:
+        """Set `doc.ents` to the non-overlapping candidates and `doc.spans[spans_key]` to the same
+        entities with their scores."""
+        key = self.cfg["spans_key"]
+        for doc, cands in zip(docs, candidates):
+            chosen = resolve_overlaps(cands)
+            spans = [doc[s:e] for s, e, _, _ in chosen]
+            for span, (_, _, label, _) in zip(spans, chosen):
+                span.label_ = label
+            doc.ents = spans
+            group = SpanGroup(doc, name=key, spans=spans)
+            group.attrs["scores"] = [score for _, _, _, score in chosen]
+            doc.spans[key] = group
+
+    # -- serialization ----------------------------------------------------------------------------
+    def to_disk(self, path: Union[str, Path], *, exclude: Iterable[str] = tuple()) -> None:
+        serialize = {
+            "cfg": lambda p: srsly.write_json(p, self.cfg),
+            "vocab": lambda p: self.vocab.to_disk(p, exclude=exclude),
+            "model": lambda p: get_shim(self.model).to_disk(p),
+        }
+        util.to_disk(path, serialize, exclude)
+
+    def from_disk(self, path: Union[str, Path], *, exclude: Iterable[str] = tuple()) -> "FewShotNER":
+        deserialize = {
+            "cfg": lambda p: self.cfg.update(srsly.read_json(p)),
+            "vocab": lambda p: self.vocab.from_disk(p, exclude=exclude),
+            "model": lambda p: get_shim(self.model).from_disk(p),
+        }
+        util.from_disk(path, deserialize, exclude)
+        self._builder = None
+        return self
+
+    def to_bytes(self, *, exclude: Iterable[str] = tuple()) -> bytes:
+        serialize = {
+            "cfg": lambda: srsly.json_dumps(self.cfg),
+            "vocab": lambda: self.vocab.to_bytes(exclude=exclude),
+            "model": lambda: get_shim(self.model).to_bytes(),
+        }
+        return util.to_bytes(serialize, exclude)
+
+    def from_bytes(self, bytes_data: bytes, *, exclude: Iterable[str] = tuple()) -> "FewShotNER":
+        deserialize = {
+            "cfg": lambda b: self.cfg.update(srsly.json_loads(b)),
+            "vocab": lambda b: self.vocab.from_bytes(b, exclude=exclude),
+            "model": lambda b: get_shim(self.model).from_bytes(b),
+        }
+        util.from_bytes(bytes_data, deserialize, exclude)
+        self._builder = None
+        return self
+
+
+def _as_label_dict(labels: Optional[Union[Dict[str, Optional[str]], List[str]]]) -> Dict[str, Optional[str]]:
+    if not labels:
+        return {}
+    if isinstance(labels, dict):
+        items = list(labels.items())
+    else:
+        items = [(label, None) for label in labels]
+    for label, desc in items:
+        if not isinstance(label, str) or not label.strip():
+            raise ValueError(f"Entity labels must be non-empty strings, got {label!r}.")
+        if desc is not None and not isinstance(desc, str):
+            raise ValueError(f"The description of label {label!r} must be a string, got {type(desc).__name__}.")
+    return dict(items)

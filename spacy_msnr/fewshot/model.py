@@ -1,0 +1,420 @@
+"""The LoRA-adapted causal LM as a thinc Model (`spacy_msnr.LoRAInstructionNER.v1`).
+
+The thinc Model holds one `LoRACausalLMShim` (a `PyTorchShim`), so `model.finish_update(sgd)`
+hands the LoRA parameters' gradients to the thinc optimizer that `spacy train` passes in; the
+base weights are frozen and never reach it. The base model is loaded lazily, in `initialize` or
+`from_disk`, so building a pipeline from a config never downloads or loads weights.
+
+`forward(model, instructions, is_train)` computes the training loss of a batch of instructions:
+the LM loss on answer tokens, plus `weight` x InfoNCE on the hidden states of layer
+round(layer x depth) over the input tokens (`contrastive.py`); its backprop runs the backward
+pass and, when epsilon > 0, the FGM step: a second pass on input embeddings perturbed along the
+LM-loss gradient, whose LM loss is added (`adversarial.py`).
+"""
+import json
+import math
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any, Callable, Dict, List, Optional, Tuple, Union
+
+import srsly
+import torch
+from spacy.util import registry
+from thinc.api import Model, PyTorchShim, get_torch_default_device
+
+from .adversarial import fgm_perturbation
+from .contrastive import info_nce_loss
+from .prompts import Instruction
+
+#: LoRA target modules for the families we test; others fall back to peft's own table.
+TARGET_MODULES = {
+    "llama": ["q_proj", "k_proj", "v_proj", "o_proj"],
+    "qwen2": ["q_proj", "k_proj", "v_proj", "o_proj"],
+    "mistral": ["q_proj", "k_proj", "v_proj", "o_proj"],
+    "gpt2": ["c_attn", "c_proj"],
+}
+LORA_DEFAULTS = {"r": 16, "alpha": 32, "dropout": 0.05, "target_modules": None}
+CONTRASTIVE_DEFAULTS = {"layer": 0.75, "temperature": 0.07, "weight": 0.1}
+ADVERSARIAL_DEFAULTS = {"epsilon": 1.0}
+BASE_FILES = ("config.json", "generation_config.json", "model.safetensors.index.json")
+FORMAT_VERSION = 1
+
+
+def _settings(name: str, given: Optional[Dict[str, Any]], defaults: Dict[str, Any]) -> Dict[str, Any]:
+    given = dict(given or {})
+    unknown = sorted(set(given) - set(defaults))
+    if unknown:
+        raise ValueError(f"Unknown {name} setting(s) {unknown}; expected some of {sorted(defaults)}.")
+    return {**defaults, **given}
+
+
+@registry.architectures("spacy_msnr.LoRAInstructionNER.v1")
+def build_lora_instruction_ner(
+    base_model: Optional[str] = None,
+    lora: Optional[Dict[str, Any]] = None,
+    contrastive: Optional[Dict[str, float]] = None,
+    adversarial: Optional[Dict[str, float]] = None,
+    answer_loss: str = "lm",
+    dtype: str = "auto",
+    store_base: Optional[bool] = None,
+    seed: int = 0,
+) -> Model:
+    """A causal LM (`base_model`: hub id or local directory) with LoRA adapters, trained on
+    instruction data with LM + contrastive + adversarial losses.
+
+    lora: r, alpha, dropout, target_modules (null = chosen per architecture, or "all-linear").
+    contrastive: layer (fraction of depth, in (0, 1]), temperature, weight (0 disables).
+    adversarial: epsilon (0 disables). answer_loss: "lm" (cross-entropy over the whole vocabulary,
+    as in the paper) or "constrained" (cross-entropy over the tokens the span-constrained decoder
+    allows at each answer position: the decoder's own choice distribution). dtype: "auto" (bf16 on GPU, float32 on CPU), "float32",
+    "bfloat16" or "float16". store_base: keep a copy of the base weights inside the saved
+    pipeline (null = only when base_model is a local directory).
+    """
+    lora_cfg = _settings("lora", lora, LORA_DEFAULTS)
+    con_cfg = _settings("contrastive", contrastive, CONTRASTIVE_DEFAULTS)
+    adv_cfg = _settings("adversarial", adversarial, ADVERSARIAL_DEFAULTS)
+    if not 0 < float(con_cfg["layer"]) <= 1:
+        raise ValueError(f"contrastive.layer is a fraction of the model's depth in (0, 1], got {con_cfg['layer']}.")
+    if float(con_cfg["temperature"]) <= 0 or float(con_cfg["weight"]) < 0:
+        raise ValueError(f"contrastive needs temperature > 0 and weight >= 0, got {con_cfg}.")
+    if float(adv_cfg["epsilon"]) < 0:
+        raise ValueError(f"adversarial.epsilon must be >= 0, got {adv_cfg['epsilon']}.")
+    if int(lora_cfg["r"]) < 1:
+        raise ValueError(f"lora.r must be >= 1, got {lora_cfg['r']}.")
+    if answer_loss not in ("lm", "constrained"):
+        raise ValueError(f"answer_loss must be 'lm' or 'constrained', got {answer_loss!r}.")
+    if dtype not in ("auto", "float32", "bfloat16", "float16"):
+        raise ValueError(f"dtype must be auto, float32, bfloat16 or float16, got {dtype!r}.")
+    return Model(
+        "lora_instruction_ner",
+        forward,
+        init=init,
+        shims=[LoRACausalLMShim(None)],
+        attrs={
+            "base_model": base_model, "lora": lora_cfg, "contrastive": con_cfg, "adversarial": adv_cfg,
+            "dtype": dtype, "store_base": store_base, "seed": seed, "answer_loss": answer_loss,
+        },
+    )
+
+
+def get_shim(model: Model) -> "LoRACausalLMShim":
+    return model.shims[0]
+
+
+def init(model: Model, X: Any = None, Y: Any = None) -> Model:
+    """Load the base model and add fresh LoRA adapters (once)."""
+    shim = get_shim(model)
+    if not shim.loaded:
+        a = model.attrs
+        shim.load(a["base_model"], a["lora"], a["dtype"], a["store_base"], a["seed"])
+    return model
+
+
+# -- the model itself ---------------------------------------------------------------------------
+class LoRACausalLMShim(PyTorchShim):
+    """A PyTorchShim around a peft-wrapped causal LM that also owns its tokenizer and its
+    serialization: LoRA weights in safetensors, the base model identifier and config, the
+    tokenizer, and (optionally) the base weights, never pickles."""
+
+    def __init__(self, model: Any = None, **kwargs):
+        super().__init__(model, **kwargs)
+        self.tokenizer = None
+        self.meta: Dict[str, Any] = {}
+        self._base_dir: Optional[Path] = None
+        self._tmp: Optional[tempfile.TemporaryDirectory] = None
+
+    @property
+    def loaded(self) -> bool:
+        return self._model is not None
+
+    @property
+    def model(self):
+        if self._model is None:
+            raise ValueError("The few-shot NER model is not initialized: call nlp.initialize() or load a trained pipeline.")
+        return self._model
+
+    # -- loading -------------------------------------------------------------------------------
+    def load(self, base_model: Optional[str], lora: Dict[str, Any], dtype: str, store_base: Optional[bool], seed: int,
+             base_dir: Optional[Path] = None, tokenizer_dir: Optional[Path] = None) -> None:
+        """Load tokenizer and base weights (from `base_dir` if given, else `base_model`) and wrap
+        them with LoRA adapters initialised from `seed`."""
+        from peft import LoraConfig, get_peft_model
+        from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+
+        if not base_model:
+            raise ValueError(
+                "No base model set for the few-shot NER component: set [components.<name>.model] base_model "
+                "to a Hugging Face hub id or a local causal-LM directory (e.g. --paths.base_model DIR)."
+            )
+        source = str(base_dir or base_model)
+        config = AutoConfig.from_pretrained(source)
+        check_causal_lm(config, base_model)
+        device = get_torch_default_device()
+        torch_dtype = resolve_dtype(dtype, device)
+        self.tokenizer = AutoTokenizer.from_pretrained(str(tokenizer_dir or source))
+        if self.tokenizer.pad_token_id is None:
+            self.tokenizer.pad_token = self.tokenizer.eos_token
+        base = AutoModelForCausalLM.from_pretrained(source, torch_dtype=torch_dtype, use_safetensors=True)
+        targets = lora.get("target_modules") or target_modules_for(config)
+        peft_config = LoraConfig(
+            r=int(lora["r"]), lora_alpha=float(lora["alpha"]), lora_dropout=float(lora["dropout"]),
+            target_modules=targets, bias="none", task_type="CAUSAL_LM",
+            fan_in_fan_out=config.model_type == "gpt2",
+        )
+        torch.manual_seed(seed)
+        peft_model = get_peft_model(base, peft_config, autocast_adapter_dtype=True)
+        peft_model.to(device)
+        self._model = peft_model
+        local = Path(base_model).is_dir() if base_dir is None else True
+        keep = local if store_base is None else bool(store_base)
+        if keep and not local:
+            raise ValueError(f"store_base is set but base model {base_model!r} is not a local directory to copy.")
+        self._base_dir = Path(source) if keep else None
+        self.meta = {
+            "format": FORMAT_VERSION, "base_model": base_model, "stored_base": keep, "lora": dict(lora, target_modules=targets),
+            "dtype": dtype, "model_type": config.model_type, "hf_config": config.to_dict(),
+        }
+
+    # -- serialization ---------------------------------------------------------------------------
+    def to_disk(self, path: Union[str, Path]) -> None:
+        path = Path(path)
+        path.mkdir(parents=True, exist_ok=True)
+        if not self.loaded:
+            srsly.write_json(path / "fewshot_model.json", {"format": FORMAT_VERSION, "initialized": False})
+            return
+        from peft import get_peft_model_state_dict
+        from safetensors.torch import save_file
+
+        state = {k: v.detach().to("cpu").contiguous() for k, v in get_peft_model_state_dict(self._model).items()}
+        save_file(state, str(path / "adapter.safetensors"))
+        self.tokenizer.save_pretrained(str(path / "tokenizer"))
+        if self.meta["stored_base"]:
+            target = path / "base"
+            if self._base_dir is None or not self._base_dir.is_dir():
+                raise ValueError(f"The stored base model directory {self._base_dir} is gone; cannot save the pipeline.")
+            if target.resolve() != self._base_dir.resolve():
+                target.mkdir(exist_ok=True)
+                for f in self._base_dir.iterdir():
+                    if f.name in BASE_FILES or f.suffix == ".safetensors":
+                        shutil.copyfile(f, target / f.name)
+        srsly.write_json(path / "fewshot_model.json", dict(self.meta, initialized=True))
+
+    def from_disk(self, path: Union[str, Path]) -> "LoRACausalLMShim":
+        path = Path(path)
+        meta_path = path / "fewshot_model.json"
+        if not meta_path.exists():
+            raise ValueError(f"{path} is not a saved few-shot NER model (no fewshot_model.json).")
+        meta = srsly.read_json(meta_path)
+        if meta.get("format") != FORMAT_VERSION:
+            raise ValueError(f"{meta_path}: unsupported format {meta.get('format')!r} (expected {FORMAT_VERSION}).")
+        if not meta.get("initialized"):
+            return self
+        base_dir = path / "base" if meta["stored_base"] else None
+        self.load(meta["base_model"], meta["lora"], meta["dtype"], meta["stored_base"], 0,
+                  base_dir=base_dir, tokenizer_dir=path / "tokenizer")
+        self.meta["base_model"] = meta["base_model"]
+        load_adapter(self._model, path / "adapter.safetensors")
+        return self
+
+    def to_bytes(self) -> bytes:
+        with tempfile.TemporaryDirectory() as tmp:
+            self.to_disk(tmp)
+            files = {str(f.relative_to(tmp)): f.read_bytes() for f in sorted(Path(tmp).rglob("*")) if f.is_file()}
+        return srsly.msgpack_dumps({"files": files})
+
+    def from_bytes(self, data: bytes) -> "LoRACausalLMShim":
+        files = srsly.msgpack_loads(data)["files"]
+        tmp = tempfile.TemporaryDirectory(prefix="fewshot-ner-")
+        for name, content in files.items():
+            target = Path(tmp.name) / name
+            if ".." in Path(name).parts:
+                raise ValueError(f"Refusing to unpack {name!r} outside the model directory.")
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(content)
+        self.from_disk(tmp.name)
+        self._tmp = tmp  # keeps a stored base directory alive for later saving
+        return self
+
+
+def load_adapter(peft_model, path: Path) -> None:
+    """Load LoRA weights from safetensors; error unless every adapter key is present and used."""
+    from peft import get_peft_model_state_dict, set_peft_model_state_dict
+    from safetensors.torch import load_file
+
+    state = load_file(str(path))
+    expected = set(get_peft_model_state_dict(peft_model))
+    missing, unexpected = sorted(expected - set(state)), sorted(set(state) - expected)
+    if missing or unexpected:
+        raise ValueError(
+            f"{path}: adapter weights do not match the model (missing {missing[:5]}, unexpected {unexpected[:5]}); "
+            "was it saved with another base model or LoRA configuration?"
+        )
+    result = set_peft_model_state_dict(peft_model, state)
+    if getattr(result, "unexpected_keys", None):
+        raise ValueError(f"{path}: peft did not use adapter keys {result.unexpected_keys[:5]}.")
+    now = get_peft_model_state_dict(peft_model)
+    for key, value in state.items():
+        if not torch.equal(now[key].detach().cpu().to(value.dtype), value):
+            raise ValueError(f"{path}: adapter weight {key} was not loaded.")
+
+
+def check_causal_lm(config, name: Optional[str]) -> None:
+    """Raise a clear error unless `config` describes a model with a causal-LM head."""
+    from transformers import MODEL_FOR_CAUSAL_LM_MAPPING
+
+    encoder = config.model_type in ("bert", "roberta", "xlm-roberta", "camembert", "electra", "deberta", "deberta-v2")
+    if type(config) not in MODEL_FOR_CAUSAL_LM_MAPPING or (encoder and not getattr(config, "is_decoder", False)):
+        raise ValueError(
+            f"Base model {name!r} ({config.model_type}) has no causal language-model head; the few-shot NER "
+            "component needs a decoder LM such as Llama, Qwen2, Mistral or GPT-2."
+        )
+
+
+def target_modules_for(config) -> List[str]:
+    """LoRA target modules for the architecture of `config`."""
+    if config.model_type in TARGET_MODULES:
+        return list(TARGET_MODULES[config.model_type])
+    try:
+        from peft.utils.constants import TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING as peft_map
+    except ImportError:  # pragma: no cover - older/newer peft
+        peft_map = {}
+    if config.model_type in peft_map:
+        return list(peft_map[config.model_type])
+    raise ValueError(
+        f"No default LoRA target modules for model type {config.model_type!r}: set lora.target_modules "
+        "(a list of module names, or \"all-linear\")."
+    )
+
+
+def resolve_dtype(dtype: str, device: torch.device) -> torch.dtype:
+    if dtype == "auto":
+        return torch.bfloat16 if device.type == "cuda" else torch.float32
+    return {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[dtype]
+
+
+def split_causal_lm(peft_model) -> Tuple[torch.nn.Module, torch.nn.Module]:
+    """(backbone, lm head) of a (peft-wrapped) causal LM, so that logits are computed only where needed."""
+    hf = peft_model.get_base_model() if hasattr(peft_model, "get_base_model") else peft_model
+    return getattr(hf, hf.base_model_prefix), hf.get_output_embeddings()
+
+
+def num_layers(peft_model) -> int:
+    config = peft_model.config
+    return int(getattr(config, "num_hidden_layers", None) or getattr(config, "n_layer"))
+
+
+def max_positions(peft_model, tokenizer=None) -> int:
+    config = peft_model.config
+    for key in ("max_position_embeddings", "n_positions", "max_sequence_length", "seq_length"):
+        value = getattr(config, key, None)
+        if value:
+            return int(value)
+    return int(getattr(tokenizer, "model_max_length", 2048))
+
+
+def contrastive_layer(fraction: float, depth: int) -> int:
+    """Hidden-state index round(fraction * depth), rounding halves up, in [1, depth]."""
+    return min(depth, max(1, int(math.floor(fraction * depth + 0.5))))
+
+
+# -- training forward ---------------------------------------------------------------------------
+def forward(model: Model, batch: List[Instruction], is_train: bool) -> Tuple[Dict[str, float], Callable]:
+    """Loss terms of a batch of instructions with answers, and the backprop that applies them."""
+    shim = get_shim(model)
+    lm = shim.model
+    con, adv = model.attrs["contrastive"], model.attrs["adversarial"]
+    epsilon, weight = float(adv["epsilon"]), float(con["weight"])
+    device = shim.device
+    constrained = model.attrs["answer_loss"] == "constrained"
+    tensors = collate(batch, shim.tokenizer.pad_token_id, device, max_positions(lm, shim.tokenizer), constrained)
+    lm.train(is_train)
+    backbone, head = split_causal_lm(lm)
+    embeds = backbone.get_input_embeddings()(tensors["input_ids"]).detach()
+    embeds.requires_grad_(is_train and epsilon > 0)
+    with torch.set_grad_enabled(is_train):
+        out = backbone(inputs_embeds=embeds, attention_mask=tensors["attention_mask"], output_hidden_states=weight > 0)
+        lm_loss = answer_loss(out.last_hidden_state, head, tensors)
+        total = lm_loss
+        con_loss = None
+        if weight > 0:
+            layer = contrastive_layer(float(con["layer"]), num_layers(lm))
+            reps, types = text_token_reps(out.hidden_states[layer], batch)
+            con_loss = info_nce_loss(reps, types, float(con["temperature"]))
+            total = total + weight * con_loss
+    terms = {"lm": lm_loss.item(), "contrastive": con_loss.item() if con_loss is not None else 0.0, "adversarial": 0.0}
+
+    def backprop(d_loss: float = 1.0) -> None:
+        (total * d_loss).backward()
+        if epsilon > 0:
+            r = fgm_perturbation(embeds.grad, epsilon, tensors["attention_mask"])
+            out_adv = backbone(inputs_embeds=embeds.detach() + r, attention_mask=tensors["attention_mask"])
+            adv_loss = answer_loss(out_adv.last_hidden_state, head, tensors)
+            (adv_loss * d_loss).backward()
+            terms["adversarial"] = adv_loss.item()
+
+    return terms, backprop
+
+
+def collate(batch: List[Instruction], pad_id: int, device, limit: int, constrained: bool = False) -> Dict[str, torch.Tensor]:
+    """Right-padded ids and attention mask of prompt + answer, the (row, position) pairs whose
+    next-token prediction is an answer token, with those targets, and (`constrained`) the
+    (answer token, allowed id) pairs of the decoder's choice sets."""
+    seqs = [inst.input_ids + inst.answer_ids for inst in batch]
+    longest = max(len(s) for s in seqs)
+    if longest > limit:
+        raise ValueError(
+            f"An instruction with its answer needs {longest} tokens, more than the model's window of {limit}; "
+            "lower max_new_tokens or use a base model with a longer window."
+        )
+    ids = torch.full((len(seqs), longest), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(seqs), longest), dtype=torch.long)
+    rows, cols, targets, choice_rows, choice_ids = [], [], [], [], []
+    for r, (inst, seq) in enumerate(zip(batch, seqs)):
+        ids[r, : len(seq)] = torch.tensor(seq)
+        mask[r, : len(seq)] = 1
+        start = len(inst.input_ids)
+        if constrained and len(inst.answer_allowed) != len(inst.answer_ids):
+            raise ValueError("answer_loss='constrained' needs the allowed token sets of every answer token.")
+        for k, tok in enumerate(inst.answer_ids):
+            if constrained:
+                choice_rows.extend([len(targets)] * len(inst.answer_allowed[k]))
+                choice_ids.extend(inst.answer_allowed[k])
+            rows.append(r)
+            cols.append(start + k - 1)
+            targets.append(tok)
+    out = {
+        "input_ids": ids.to(device), "attention_mask": mask.to(device),
+        "rows": torch.tensor(rows, device=device), "cols": torch.tensor(cols, device=device),
+        "targets": torch.tensor(targets, device=device),
+    }
+    if constrained:
+        out["choice_rows"] = torch.tensor(choice_rows, device=device, dtype=torch.long)
+        out["choice_ids"] = torch.tensor(choice_ids, device=device, dtype=torch.long)
+    return out
+
+
+def answer_loss(hidden: torch.Tensor, head: torch.nn.Module, tensors: Dict[str, torch.Tensor]) -> torch.Tensor:
+    """Mean cross-entropy of the answer tokens only (over the allowed tokens when the batch has
+    choice sets)."""
+    logits = head(hidden[tensors["rows"], tensors["cols"]]).float()
+    if "choice_rows" in tensors:
+        allowed = torch.zeros_like(logits, dtype=torch.bool)
+        allowed[tensors["choice_rows"], tensors["choice_ids"]] = True
+        logits = logits.masked_fill(~allowed, float("-inf"))
+    return torch.nn.functional.cross_entropy(logits, tensors["targets"])
+
+
+def text_token_reps(hidden: torch.Tensor, batch: List[Instruction]) -> Tuple[torch.Tensor, List[str]]:
+    """Hidden states of every non-whitespace input-text token of each instruction, with its gold
+    entity type ("" for none)."""
+    rows, cols, types = [], [], []
+    for r, inst in enumerate(batch):
+        start, _ = inst.text_range
+        for k, (a, b) in enumerate(inst.segment.offsets):
+            if b > a:
+                rows.append(r)
+                cols.append(start + k)
+                types.append(inst.token_types[k] if inst.token_types else "")
+    device = hidden.device
+    return hidden[torch.tensor(rows, device=device, dtype=torch.long), torch.tensor(cols, device=device, dtype=torch.long)], types

@@ -1,0 +1,234 @@
+"""Instruction prompts and answers for the few-shot NER component, built at the token level.
+
+A prompt for one (sentence, entity type) pair is the concatenation of token ids
+
+    [bos] "### Instruction: Please extract the entities of type <label> from the input. <description>
+    ### Input:" | <the sentence's own tokens> | "
+    ### Answer:" | <answer>
+
+and the answer is `` <<< a >>> <<< b >>>`` followed by the terminator (the tokenizer's eos), or the
+explicit empty answer `` none`` + terminator. Entity tokens in an answer are copied from the
+tokenized input, never re-tokenized, so that training targets and the span-constrained decoder
+(`decoding.py`) agree exactly. The prefix up to "### Input:" depends only on the entity type, so
+the decoder computes its key/value cache once per type.
+"""
+from dataclasses import dataclass, field
+from typing import Dict, FrozenSet, Iterable, List, Optional, Sequence, Tuple
+
+from spacy.tokens import Doc, Span
+
+INSTRUCTION = "### Instruction:\nPlease extract the entities of type {label} from the input."
+DEFINITION = " Definition: {description}"
+INPUT_HEADER = "\n### Input:\n"
+ANSWER_HEADER = "\n### Answer:"
+OPEN_MARK = " <<<"
+CLOSE_MARK = " >>>"
+NONE_MARK = " none"
+
+
+@dataclass(frozen=True)
+class Markers:
+    """Token ids of the answer's markers: span open/close, the empty answer and the terminator."""
+
+    open: Tuple[int, ...]
+    close: Tuple[int, ...]
+    none: Tuple[int, ...]
+    end: int
+
+
+@dataclass
+class Segment:
+    """A piece of a Doc (a sentence, or a window of a long sentence) tokenized once.
+
+    `offsets` are character offsets into the Doc's text with surrounding whitespace trimmed;
+    `starts`/`ends` are the token positions at which an entity may begin / finish, i.e. tokens
+    that contain the first / last character of a spaCy token.
+    """
+
+    doc_index: int
+    start_char: int
+    end_char: int
+    input_ids: List[int]
+    offsets: List[Tuple[int, int]]
+    starts: FrozenSet[int]
+    ends: FrozenSet[int]
+
+
+@dataclass
+class Instruction:
+    """One training/decoding item: a segment, an entity type and (for training) its answer."""
+
+    segment: Segment
+    label: str
+    prefix_ids: List[int]
+    suffix_ids: List[int]
+    answer_ids: List[int] = field(default_factory=list)
+    #: Token ids the span-constrained decoder allows before each answer token (training only).
+    answer_allowed: List[List[int]] = field(default_factory=list)
+    #: Entity type per input token ("" = not an entity), over all types: for the contrastive loss.
+    token_types: List[str] = field(default_factory=list)
+
+    @property
+    def input_ids(self) -> List[int]:
+        return self.prefix_ids + self.segment.input_ids + self.suffix_ids
+
+    @property
+    def text_range(self) -> Tuple[int, int]:
+        """Positions of the segment's tokens inside `input_ids`."""
+        start = len(self.prefix_ids)
+        return start, start + len(self.segment.input_ids)
+
+
+class PromptBuilder:
+    """Turns Docs into segments and (sentence, type) instructions for one tokenizer."""
+
+    def __init__(self, tokenizer, descriptions: Dict[str, str]):
+        if not getattr(tokenizer, "is_fast", False):
+            raise ValueError(
+                "The few-shot NER component needs a fast (Rust) Hugging Face tokenizer, because it maps "
+                f"tokens back to characters with offsets; got {type(tokenizer).__name__}."
+            )
+        if tokenizer.eos_token_id is None:
+            raise ValueError("The base model's tokenizer has no eos token, which the answer format uses as terminator.")
+        self.tokenizer = tokenizer
+        self.descriptions = dict(descriptions)
+        self.markers = Markers(
+            open=tuple(self._encode(OPEN_MARK)),
+            close=tuple(self._encode(CLOSE_MARK)),
+            none=tuple(self._encode(NONE_MARK)),
+            end=int(tokenizer.eos_token_id),
+        )
+        self.suffix_ids = self._encode(ANSWER_HEADER)
+        self._prefixes: Dict[str, List[int]] = {}
+
+    def _encode(self, text: str) -> List[int]:
+        return list(self.tokenizer(text, add_special_tokens=False)["input_ids"])
+
+    def prefix_ids(self, label: str) -> List[int]:
+        """Token ids of the instruction for `label`, up to and including the input header."""
+        if label not in self._prefixes:
+            description = self.descriptions.get(label) or label
+            text = INSTRUCTION.format(label=label)
+            if description != label:
+                text += DEFINITION.format(description=description)
+            bos = [self.tokenizer.bos_token_id] if self.tokenizer.bos_token_id is not None else []
+            self._prefixes[label] = bos + self._encode(text + INPUT_HEADER)
+        return self._prefixes[label]
+
+    def max_prefix_length(self, labels: Iterable[str]) -> int:
+        return max((len(self.prefix_ids(label)) for label in labels), default=0)
+
+    # -- segmentation ---------------------------------------------------------------------------
+    def segments(self, doc: Doc, doc_index: int, max_tokens: int, protect: Sequence[Span] = ()) -> List[Segment]:
+        """Split `doc` into sentences (when it has sentence boundaries) and then into windows of
+        at most `max_tokens` model tokens. Windows end at spaCy token boundaries, outside the spans
+        in `protect` where possible; nothing is truncated. A Doc without tokens gives no segment."""
+        if max_tokens < 1:
+            raise ValueError(f"No room for input text in the model window (budget {max_tokens} tokens).")
+        units = list(doc.sents) if doc.has_annotation("SENT_START") else [doc[:]]
+        inside = set()
+        for span in protect:
+            inside.update(range(span.start + 1, span.end))  # token i starts inside an entity
+        out: List[Segment] = []
+        for unit in units:
+            start = unit.start
+            while start < unit.end:
+                end = self._window_end(doc, start, unit.end, max_tokens, inside)
+                seg = self._segment(doc, doc_index, start, end)
+                if seg is not None:
+                    out.append(seg)
+                start = end
+        return out
+
+    def _window_end(self, doc: Doc, start: int, stop: int, max_tokens: int, inside: set) -> int:
+        """The largest end <= stop such that doc[start:end] fits into `max_tokens` model tokens."""
+        if self._n_tokens(doc, start, stop) <= max_tokens:
+            return stop
+        lo, hi = start + 1, stop  # invariant: doc[start:lo] fits (checked below), doc[start:hi+1] may not
+        if self._n_tokens(doc, start, lo) > max_tokens:
+            raise ValueError(
+                f"The token {doc[start].text[:40]!r} alone needs more than {max_tokens} model tokens, "
+                "the room left in the model window; use a base model with a longer window."
+            )
+        while lo < hi:
+            mid = (lo + hi + 1) // 2
+            if self._n_tokens(doc, start, mid) <= max_tokens:
+                lo = mid
+            else:
+                hi = mid - 1
+        end = lo
+        while end - 1 > start and end in inside:  # don't cut through a (gold) entity if avoidable
+            end -= 1
+        return end if end not in inside else lo
+
+    def _n_tokens(self, doc: Doc, start: int, end: int) -> int:
+        text = doc.text[doc[start].idx : doc[end - 1].idx + len(doc[end - 1].text)]
+        return len(self._encode(text))
+
+    def _segment(self, doc: Doc, doc_index: int, start: int, end: int) -> Optional[Segment]:
+        start_char = doc[start].idx
+        end_char = doc[end - 1].idx + len(doc[end - 1].text)
+        text = doc.text[start_char:end_char]
+        if not text.strip():
+            return None
+        enc = self.tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
+        token_starts = {t.idx for t in doc[start:end] if not t.is_space}
+        token_ends = {t.idx + len(t.text) for t in doc[start:end] if not t.is_space}
+        offsets: List[Tuple[int, int]] = []
+        starts, ends = set(), set()
+        for k, (a, b) in enumerate(enc["offset_mapping"]):
+            piece = text[a:b]
+            a2 = a + (len(piece) - len(piece.lstrip()))
+            b2 = b - (len(piece) - len(piece.rstrip()))
+            a2, b2 = a2 + start_char, max(a2, b2) + start_char  # whitespace-only: empty at a2
+            offsets.append((a2, b2))
+            if b2 > a2:
+                if any(a2 <= s < b2 for s in token_starts):
+                    starts.add(k)
+                if any(a2 < e <= b2 for e in token_ends):
+                    ends.add(k)
+        return Segment(doc_index, start_char, end_char, list(enc["input_ids"]), offsets, frozenset(starts), frozenset(ends))
+
+    # -- instructions -------------------------------------------------------------------------
+    def token_span(self, segment: Segment, start_char: int, end_char: int) -> Optional[Tuple[int, int]]:
+        """The model-token positions (first, last) covering the characters [start_char, end_char)."""
+        hits = [k for k, (a, b) in enumerate(segment.offsets) if b > a and a < end_char and b > start_char]
+        return (hits[0], hits[-1]) if hits else None
+
+    def instruction(self, segment: Segment, label: str, gold: Optional[Sequence[Span]] = None) -> Instruction:
+        """The instruction for (`segment`, `label`); with `gold` entities also its answer and token types."""
+        inst = Instruction(segment, label, self.prefix_ids(label), self.suffix_ids)
+        if gold is None:
+            return inst
+        types = [""] * len(segment.input_ids)
+        mine: List[Tuple[int, int]] = []
+        for ent in gold:
+            if ent.end_char <= segment.start_char or ent.start_char >= segment.end_char:
+                continue
+            span = self.token_span(segment, ent.start_char, ent.end_char)
+            if span is None:
+                continue
+            for k in range(span[0], span[1] + 1):
+                types[k] = ent.label_
+            if ent.label_ == label:
+                mine.append(span)
+        inst.token_types = types
+        inst.answer_ids = self.answer_ids(segment, mine)
+        return inst
+
+    def answer_ids(self, segment: Segment, spans: Sequence[Tuple[int, int]]) -> List[int]:
+        """`` <<< a >>> <<< b >>>`` + terminator for token spans in order of appearance; a token
+        sequence that occurs again is listed once (the decoder marks every occurrence)."""
+        m = self.markers
+        seen = set()
+        out: List[int] = []
+        for first, last in sorted(set(spans)):
+            ids = tuple(segment.input_ids[first : last + 1])
+            if ids in seen:
+                continue
+            seen.add(ids)
+            out.extend(m.open + ids + m.close)
+        if not out:
+            out.extend(m.none)
+        out.append(m.end)
+        return out
