@@ -1,0 +1,87 @@
+"""spaCy's CNN `ner` beside the default transformer+ner pipeline, trained on the same data in one run.
+
+Prints test P/R/F1 and inference words/second for both (texts through the full pipeline,
+tokenizer included), and writes the table to benchmarks/results/ner_baselines.{json,md}.
+
+    python benchmarks/ner_baselines.py --dataset NCBI-disease-IOB --trf-steps 500
+"""
+import json
+import time
+from pathlib import Path
+from typing import Dict, List
+
+import spacy
+import typer
+from spacy.cli.evaluate import evaluate
+from spacy.cli.init_config import init_config
+from spacy.cli.train import train
+from spacy.tokens import DocBin
+
+from spacy_msnr.base.build import build_base
+from spacy_msnr.corpus.iob import iob_to_docs
+
+ROOT = Path(__file__).resolve().parent.parent
+DATA = ROOT.parent / "shared" / "data"
+
+
+def words_per_second(model: Path, texts: List[str], repeats: int = 2) -> float:
+    """Best of `repeats` timed passes of nlp.pipe over raw texts."""
+    nlp = spacy.load(model)
+    list(nlp.pipe(texts[:50]))
+    best = 0.0
+    for _ in range(repeats):
+        start = time.perf_counter()
+        n_words = sum(len(doc) for doc in nlp.pipe(texts, batch_size=64))
+        best = max(best, n_words / (time.perf_counter() - start))
+    return best
+
+
+def main(
+    dataset: str = typer.Option("NCBI-disease-IOB", help="BLURB set under ../shared/data/blurb"),
+    work: Path = typer.Option(ROOT / "benchmarks" / "work" / "ner_baselines", help="Scratch folder"),
+    base_model: str = typer.Option("", help="Masked LM for the transformer (default: build the local base)"),
+    base_seconds: float = typer.Option(150, help="Pretraining budget of the local base"),
+    cnn_steps: int = typer.Option(0, help="Max steps for the CNN (0: until early stopping)"),
+    trf_steps: int = typer.Option(500, help="Max steps for the transformer pipeline"),
+) -> None:
+    work.mkdir(parents=True, exist_ok=True)
+    corpus: Dict[str, Path] = {}
+    for split in ("train", "devel", "test"):
+        corpus[split] = work / f"{split}.spacy"
+        vocab = spacy.blank("en").vocab
+        DocBin(docs=iob_to_docs(DATA / "blurb" / dataset / f"{split}.tsv", vocab)).to_disk(corpus[split])
+    if not base_model:
+        base_model = str(work / "base")
+        build_base(base_model, [corpus["train"]], max_steps=100000, max_seconds=base_seconds)
+    cnn_cfg = work / "cnn.cfg"
+    init_config(lang="en", pipeline=["ner"], optimize="efficiency", gpu=False).to_disk(cnn_cfg)
+    paths = {"paths.train": str(corpus["train"]), "paths.dev": str(corpus["devel"])}
+    runs = {
+        "spaCy CNN ner": (cnn_cfg, {**paths, **({"training.max_steps": cnn_steps} if cnn_steps else {})}),
+        "transformer+ner (local base)" if base_model.startswith(str(work)) else f"transformer+ner ({base_model})": (
+            ROOT / "configs" / "ner_trf.cfg",
+            {**paths, "paths.base_model": base_model, "training.max_steps": trf_steps, "training.logger.progress_bar": False},
+        ),
+    }
+    texts = [doc.text for doc in DocBin().from_disk(corpus["test"]).get_docs(spacy.blank("en").vocab)]
+    rows = []
+    for name, (config, overrides) in runs.items():
+        out = work / name.split()[0].replace("+", "_").lower()
+        start = time.perf_counter()
+        train(config, out, overrides=overrides)
+        minutes = (time.perf_counter() - start) / 60
+        scores = evaluate(str(out / "model-best"), corpus["test"])
+        rows.append({"pipeline": name, "train_minutes": round(minutes, 1), "P": round(100 * scores["ents_p"], 2),
+                     "R": round(100 * scores["ents_r"], 2), "F1": round(100 * scores["ents_f"], 2),
+                     "words_per_second": round(words_per_second(out / "model-best", texts))})
+    lines = [f"Test set: {dataset}", "| pipeline | train min | P | R | F1 | words/s |", "|---|---|---|---|---|---|"]
+    lines += [f"| {r['pipeline']} | {r['train_minutes']} | {r['P']} | {r['R']} | {r['F1']} | {r['words_per_second']:,} |" for r in rows]
+    print("\n".join(lines))
+    results = ROOT / "benchmarks" / "results"
+    results.mkdir(parents=True, exist_ok=True)
+    (results / "ner_baselines.json").write_text(json.dumps({"dataset": dataset, "rows": rows}, indent=2))
+    (results / "ner_baselines.md").write_text("\n".join(lines) + "\n")
+
+
+if __name__ == "__main__":
+    typer.run(main)
