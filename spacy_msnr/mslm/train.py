@@ -198,7 +198,6 @@ def train(config: Config, output: Union[str, Path], *, gpu_id: int = -1, resume:
     shim = model.get_ref("mlm").shims[0]
     fp16 = shim.use_autocast and device.type == "cuda" and shim.autocast_dtype == torch.float16
     scaler = torch.amp.GradScaler("cuda", enabled=fp16)
-    loss_fn, tagger_loss = model.attrs["loss"], model.attrs["tagger_loss"]
     masking = model.get_ref("masking")
 
     state: Dict[str, Any] = {"step": 0, "epoch": 0, "batch": 0, "wordpieces": 0, "seconds": 0.0, "history": [], "running": _fresh()}
@@ -219,21 +218,11 @@ def train(config: Config, output: Union[str, Path], *, gpu_id: int = -1, resume:
             group = range(state["batch"], min(state["batch"] + accumulate, len(batches)))
             for index in group:
                 masking.attrs["rng"] = np.random.default_rng([seed, state["epoch"], index])
-                seqs = [train_seqs[i] for i in batches[index]]
-                out, backprop = model.begin_update(seqs)
-                d_logits, value = loss_fn(out.logits, out.batch)
-                d_tags, tag_value = tagger_loss(out.tag_logits, out.batch)
-                d_logits = scaler.scale(d_logits / len(group)) if fp16 else d_logits / len(group)
-                if d_tags is not None:
-                    d_tags = scaler.scale(d_tags / len(group)) if fp16 else d_tags / len(group)
-                backprop((d_logits, d_tags))
-                with torch.no_grad():
-                    terms = out.batch.is_term.to(out.logits.device)
-                    hits = (out.logits.argmax(-1) == out.batch.labels.to(out.logits.device)) & terms
-                running["loss"] += (value + tag_value) / len(group)
-                running["term_hits"] += int(hits.sum())
-                running["terms"] += int(terms.sum())
-                state["wordpieces"] += out.batch.n_pieces
+                stats = update_micro_batch(model, [train_seqs[i] for i in batches[index]], 1.0 / len(group), scaler)
+                running["loss"] += stats["loss"]
+                running["term_hits"] += stats["term_hits"]
+                running["terms"] += stats["terms"]
+                state["wordpieces"] += stats["wordpieces"]
             scaler.unscale_(optimizer)
             if opt_settings.max_grad_norm > 0:
                 torch.nn.utils.clip_grad_norm_(module.parameters(), opt_settings.max_grad_norm)
@@ -275,6 +264,25 @@ def train(config: Config, output: Union[str, Path], *, gpu_id: int = -1, resume:
     _publish(output, model, log, bool(cfg.get("keep_checkpoint", False)))
     msg.good(f"Saved the adapted model to {output}")
     return log
+
+
+def update_micro_batch(model: Model, seqs: Sequence[EncodedSeq], scale: float = 1.0, scaler: Optional[torch.amp.GradScaler] = None) -> Dict[str, float]:
+    """Forward, loss and backward for one micro-batch (gradients accumulate; no optimizer step).
+
+    The loss gradient is multiplied by `scale` (1/accumulation steps) and by the GradScaler's
+    factor when fp16 scaling is on. Returns the scaled loss, DS-term hits and counts, wordpieces.
+    """
+    out, backprop = model.begin_update(seqs)
+    d_logits, value = model.attrs["loss"](out.logits, out.batch)
+    d_tags, tag_value = model.attrs["tagger_loss"](out.tag_logits, out.batch)
+    grads = [None if g is None else g * scale for g in (d_logits, d_tags)]
+    if scaler is not None and scaler.is_enabled():
+        grads = [None if g is None else scaler.scale(g) for g in grads]
+    backprop(tuple(grads))
+    with torch.no_grad():
+        terms = out.batch.is_term.to(out.logits.device)
+        hits = (out.logits.argmax(-1) == out.batch.labels.to(out.logits.device)) & terms
+    return {"loss": (value + tag_value) * scale, "term_hits": int(hits.sum()), "terms": int(terms.sum()), "wordpieces": out.batch.n_pieces}
 
 
 def _fresh() -> Dict[str, float]:

@@ -1,0 +1,165 @@
+"""MSLM training throughput versus plain uniform-MLM, same model, same batches, same run.
+
+    python benchmarks/mslm_throughput.py [--model DIR] [--steps 20] [--rounds 3] [--gpu-id 0]
+
+Both objectives train the same randomly initialised copy of one model (BERT 4x256 on an
+8000-piece tokenizer unless --model is given) on the same NCBI-disease batches with the same
+AdamW step; they alternate in rounds so that machine noise hits both alike. Prints wordpieces/s
+for each and MSLM / uniform, and also a plain Hugging Face uniform-MLM step (the model's own
+full-vocabulary loss with transformers' DataCollatorForLanguageModeling) as a reference. With --gpu-id and --flops it also prints model FLOPs utilisation.
+"""
+import argparse
+import copy
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+from spacy.util import registry  # noqa: E402
+from spacy.vocab import Vocab  # noqa: E402
+from thinc.api import Config  # noqa: E402
+
+from spacy_msnr.corpus.iob import iob_to_docs  # noqa: E402
+from spacy_msnr.mslm.metrics import pack  # noqa: E402
+from spacy_msnr.mslm.model import torch_module  # noqa: E402
+from spacy_msnr.mslm.terms import GoldTerms  # noqa: E402
+from spacy_msnr.mslm.train import encode, update_micro_batch  # noqa: E402
+
+DATA = Path(os.environ.get("MSNR_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
+
+OBJECTIVES = {
+    "mslm": ({"@msnr_maskers": "spacy_msnr.mask_specific.v1", "elm_rate": 0.5, "blm_rate": 0.15, "replacement": "mask"},
+             {"@msnr_weightings": "spacy_msnr.softmax_share.v1"}),
+    "uniform": ({"@msnr_maskers": "spacy_msnr.uniform.v1", "rate": 0.15, "replacement": "bert"},
+                {"@msnr_weightings": "spacy_msnr.unweighted.v1"}),
+}
+
+
+def build_base(out: Path, family: str, hidden: int, layers: int, heads: int, vocab: int) -> Path:
+    """A random-init model + tokenizer trained on the PubMed abstracts, saved to `out`."""
+    import srsly
+
+    from spacy_msnr.base.models import build_model
+    from spacy_msnr.base.tokenizer import train_tokenizer
+
+    texts = [r["text"] for r in srsly.read_jsonl(DATA / "pubmed" / "abstracts.jsonl")]
+    tok = train_tokenizer(texts, family, vocab_size=vocab)
+    model = build_model(family, tok, hidden_size=hidden, num_layers=layers, num_heads=heads, intermediate_size=4 * hidden)
+    model.save_pretrained(out, safe_serialization=True)
+    tok.save_pretrained(out)
+    return out
+
+
+def build(name: Path, objective: str, mixed_precision: bool):
+    masker, weighting = OBJECTIVES[objective]
+    cfg = Config({"model": {"@architectures": "spacy_msnr.MaskSpecificMLM.v1", "name": str(name), "masker": masker,
+                            "weighting": weighting, "mixed_precision": mixed_precision}})
+    return registry.resolve(cfg)["model"]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", type=Path, help="masked-LM directory (default: build BERT 4x256 with random weights)")
+    parser.add_argument("--family", default="bert")
+    parser.add_argument("--hidden", type=int, default=256)
+    parser.add_argument("--layers", type=int, default=4)
+    parser.add_argument("--heads", type=int, default=4)
+    parser.add_argument("--vocab", type=int, default=8000)
+    parser.add_argument("--batch-size", type=int, default=2048, help="wordpieces per batch (padding included)")
+    parser.add_argument("--max-length", type=int, default=128)
+    parser.add_argument("--steps", type=int, default=15, help="timed steps per objective per round")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--gpu-id", type=int, default=-1)
+    parser.add_argument("--bf16", action="store_true", help="bf16 autocast (GPU)")
+    args = parser.parse_args()
+
+    device = torch.device(f"cuda:{args.gpu_id}" if args.gpu_id >= 0 else "cpu")
+    tmp = tempfile.TemporaryDirectory()
+    name = args.model or build_base(Path(tmp.name) / "base", args.family, args.hidden, args.layers, args.heads, args.vocab)
+    models = {obj: build(name, obj, args.bf16) for obj in OBJECTIVES}
+    # identical starting weights for both
+    state = copy.deepcopy(torch_module(models["mslm"]).state_dict())
+    docs = iob_to_docs(DATA / "blurb" / "NCBI-disease-IOB" / "train.tsv", Vocab())
+    seqs = encode(docs, models["mslm"].attrs["tokenizer"], GoldTerms(), args.max_length)
+    batches = pack([len(s) for s in seqs], np.random.default_rng(0).permutation(len(seqs)), args.batch_size)
+    optimizers = {}
+    for obj, model in models.items():
+        module = torch_module(model)
+        module.load_state_dict(state)
+        module.to(device)
+        model.initialize(X=seqs)
+        optimizers[obj] = torch.optim.AdamW(module.parameters(), lr=5e-5)
+    n_params = sum(p.numel() for p in torch_module(models["mslm"]).parameters())
+    print(f"model: {name} | {n_params / 1e6:.1f} M parameters | device {device} | batch {args.batch_size} wordpieces | "
+          f"torch threads {torch.get_num_threads()}", flush=True)
+
+    def run(obj: str, start: int, steps: int) -> float:
+        model, opt = models[obj], optimizers[obj]
+        masking = model.get_ref("masking")
+        pieces = 0
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        t0 = time.perf_counter()
+        for i in range(start, start + steps):
+            masking.attrs["rng"] = np.random.default_rng([0, i])
+            pieces += update_micro_batch(model, [seqs[j] for j in batches[i % len(batches)]])["wordpieces"]
+            opt.step()
+            opt.zero_grad(set_to_none=True)
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        return pieces / (time.perf_counter() - t0)
+
+    from transformers import AutoModelForMaskedLM, DataCollatorForLanguageModeling
+
+    plain = AutoModelForMaskedLM.from_pretrained(str(name)).to(device)
+    plain.load_state_dict({k[3:]: v for k, v in state.items() if k.startswith("hf.")})
+    plain_opt = torch.optim.AdamW(plain.parameters(), lr=5e-5)
+    collator = DataCollatorForLanguageModeling(models["mslm"].attrs["tokenizer"], mlm_probability=0.15, return_tensors="pt")
+
+    def run_plain(start: int, steps: int) -> float:
+        pieces = 0
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        t0 = time.perf_counter()
+        for i in range(start, start + steps):
+            batch = collator([{"input_ids": seqs[j].input_ids.tolist()} for j in batches[i % len(batches)]])
+            batch = {k: v.to(device) for k, v in batch.items()}
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=args.bf16 and device.type == "cuda"):
+                loss = plain(**batch).loss
+            loss.backward()
+            plain_opt.step()
+            plain_opt.zero_grad(set_to_none=True)
+            pieces += int(batch["attention_mask"].sum())
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        return pieces / (time.perf_counter() - t0)
+
+    runners = {"mslm": lambda a, n: run("mslm", a, n), "uniform": lambda a, n: run("uniform", a, n), "hf_plain": run_plain}
+    for runner in runners.values():  # warm-up
+        runner(0, 2)
+    rates = {obj: [] for obj in runners}
+    for r in range(args.rounds):
+        order = list(runners) if r % 2 == 0 else list(reversed(runners))
+        for obj in order:
+            rates[obj].append(runners[obj](3 + r * args.steps, args.steps))
+        print(f"round {r + 1}: " + " | ".join(f"{o} {rates[o][-1]:,.0f} wp/s" for o in runners), flush=True)
+    mslm, uni, hf = (statistics.median(rates[o]) for o in ("mslm", "uniform", "hf_plain"))
+    print(f"\nmedian wordpieces/s  MSLM {mslm:,.0f} | uniform MLM (same layers) {uni:,.0f} | plain HF uniform MLM {hf:,.0f}")
+    print(f"ratio MSLM / uniform MLM (same layers) = {mslm / uni:.3f}")
+    print(f"ratio MSLM / plain HF uniform MLM      = {mslm / hf:.3f}")
+    if device.type == "cuda":
+        # 6 * params * tokens FLOPs per training token (forward + backward), against the GPU's bf16 dense peak
+        peak = float(os.environ.get("PEAK_TFLOPS", "989")) * 1e12
+        print(f"model FLOPs utilisation (6*N*tokens / {peak / 1e12:.0f} TFLOP/s): MSLM {6 * n_params * mslm / peak:.1%}")
+    tmp.cleanup()
+    sys.exit(0)
+
+
+if __name__ == "__main__":
+    main()
