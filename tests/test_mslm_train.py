@@ -131,3 +131,15 @@ def test_cli_takes_overrides_and_reports_bad_rates(corpus, tiny_model_dir, tmp_p
     assert json.loads((tmp_path / "ok" / "mslm_log.json").read_text())["steps"] == 2
     result = CliRunner().invoke(app, base + ["--output", str(tmp_path / "bad"), "--model.masker.elm_rate", "1.5"])
     assert result.exit_code == 1 and "elm_rate must be within [0, 1]" in result.output
+
+
+def test_gradient_accumulation_and_joint_tagging_head(corpus, tiny_model_dir, tmp_path):
+    model_dir = tiny_model_dir("bert")
+    one = train(config_for(corpus, model_dir, **{"training.max_steps": 2, "training.eval_frequency": 2}), tmp_path / "one", show_progress=False)
+    two = train(config_for(corpus, model_dir, **{"training.max_steps": 2, "training.eval_frequency": 2,
+                                                 "training.accumulate_gradient": 2, "model.ner_weight": 1.0}),
+                tmp_path / "two", show_progress=False)
+    # two micro-batches per optimizer step: about twice the wordpieces for the same number of steps
+    assert one["steps"] == two["steps"] == 2
+    assert 1.6 < two["wordpieces"] / one["wordpieces"] < 2.4
+    assert 0 <= two["history"][-1]["dev_tag_acc"] <= 1 and "dev_tag_acc" not in one["history"][-1]
