@@ -19,7 +19,7 @@ from spacy.training import Example, validate_examples, validate_get_examples
 from spacy.vocab import Vocab
 from thinc.api import Config, Model, Optimizer
 
-from .decoding import SpanConstraint, generate, resolve_overlaps
+from .decoding import SpanConstraint, generate, repeated_mentions, resolve_overlaps
 from .model import get_shim, max_positions
 from .prompts import Instruction, PromptBuilder, Segment
 
@@ -259,8 +259,10 @@ class FewShotNER(TrainablePipe):
                 doc = docs[seg.doc_index]
                 for found in cons.spans():
                     span = doc.char_span(seg.offsets[found.first][0], seg.offsets[found.last][1], alignment_mode="expand")
-                    if span is not None and len(span):
-                        out[seg.doc_index].append((span.start, span.end, label, found.score))
+                    if span is None or not len(span):
+                        continue
+                    mentions = repeated_mentions(doc, span.text, seg.start_char, seg.end_char) or [span]
+                    out[seg.doc_index].extend((m.start, m.end, label, found.score) for m in mentions)
         return out
 
     def set_annotations(self, docs: Iterable[Doc], candidates: List[List[Candidate]]) -> None:

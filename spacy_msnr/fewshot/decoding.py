@@ -7,7 +7,8 @@ contiguous input spans, walked implicitly by the set of positions matched so far
 only start at a token that begins a spaCy token and close at one that ends a spaCy token. Spans
 come in order of appearance and a span already given cannot be given again, so decoding always
 makes progress. Several automaton states are kept at once, so marker tokens that also occur in
-the text (e.g. a lone space piece) are handled exactly.
+the text (e.g. a lone space piece) are handled exactly. Other mentions of a decoded entity's
+text are found by `repeated_mentions`.
 
 `generate` runs batched greedy decoding for one entity type with the instruction prefix's
 key/value cache computed once, and stops each sequence at the terminator.
@@ -17,6 +18,7 @@ from dataclasses import dataclass
 from typing import Dict, FrozenSet, List, Optional, Sequence, Set, Tuple
 
 import torch
+from spacy.tokens import Doc, Span
 
 from .prompts import Markers
 
@@ -158,24 +160,9 @@ class SpanConstraint:
             if t == m.close[0] and self._closable(pairs, explicit):
                 first, last = min((i, j) for i, j in pairs if j in self.ends and (i, j) not in explicit)
                 explicit2 = explicit + ((first, last),)
-                recorded2 = recorded + tuple(
-                    (a, b, open_step, self.step) for a, b in self._occurrences(first, last, explicit)
-                )
+                recorded2 = recorded + ((first, last, open_step, self.step),)
                 nxt = ("mark", "close", 1) if len(m.close) > 1 else ("sep", False)
                 out.append((nxt, explicit2, recorded2, open_step))
-        return out
-
-    def _occurrences(self, first: int, last: int, explicit) -> List[Tuple[int, int]]:
-        """All start/end-valid positions of the token run ids[first..last] that don't overlap a
-        span given earlier in this answer (repeated mentions of the same entity)."""
-        run = self.ids[first : last + 1]
-        n = len(run)
-        out = []
-        for a in sorted(self.starts):
-            b = a + n - 1
-            if b in self.ends and self.ids[a : b + 1] == run:
-                if (a, b) == (first, last) or not any(a <= y and x <= b for x, y in explicit):
-                    out.append((a, b))
         return out
 
     def allowed_along(self, answer: Sequence[int]) -> List[List[int]]:
@@ -199,6 +186,18 @@ class SpanConstraint:
             scores = self.logprobs[open_step : close_step + 1]
             out.append(DecodedSpan(first, last, math.exp(sum(scores) / len(scores))))
         return out
+
+
+def repeated_mentions(doc: Doc, text: str, start_char: int, end_char: int) -> List[Span]:
+    """Every occurrence of `text` in doc.text[start_char:end_char] that is exactly a span of
+    spaCy tokens (all mentions of a decoded entity, not only the one the decoder pointed at)."""
+    out, pos = [], doc.text.find(text, start_char, end_char)
+    while text and pos != -1:
+        span = doc.char_span(pos, pos + len(text))
+        if span is not None:
+            out.append(span)
+        pos = doc.text.find(text, pos + 1, end_char)
+    return out
 
 
 def resolve_overlaps(candidates: Sequence[Tuple[int, int, str, float]]) -> List[Tuple[int, int, str, float]]:
@@ -238,7 +237,9 @@ def generate(
     peft_model.eval()
     device = next(peft_model.parameters()).device
     prefix = torch.tensor([list(prefix_ids)], dtype=torch.long, device=device)
-    prefix_cache = backbone(input_ids=prefix, use_cache=True).past_key_values.to_legacy_cache()
+    prefix_cache = backbone(input_ids=prefix, use_cache=True).past_key_values
+    if hasattr(prefix_cache, "to_legacy_cache"):
+        prefix_cache = prefix_cache.to_legacy_cache()
     n_prefix = prefix.shape[1]
     order = sorted(range(len(prompts)), key=lambda i: (len(prompts[i]), i))
     for b0 in range(0, len(order), batch_size):

@@ -217,17 +217,17 @@ class PromptBuilder:
         return inst
 
     def answer_ids(self, segment: Segment, spans: Sequence[Tuple[int, int]]) -> List[int]:
-        """`` <<< a >>> <<< b >>>`` + terminator for token spans in order of appearance; a token
-        sequence that occurs again is listed once (the decoder marks every occurrence)."""
+        """`` <<< a >>> <<< b >>>`` + terminator for token spans in order of appearance; an entity
+        whose text occurs again is listed once (the component marks every mention of the text)."""
         m = self.markers
         seen = set()
         out: List[int] = []
         for first, last in sorted(set(spans)):
-            ids = tuple(segment.input_ids[first : last + 1])
-            if ids in seen:
+            text = self.tokenizer.decode(segment.input_ids[first : last + 1]).strip()
+            if text in seen:
                 continue
-            seen.add(ids)
-            out.extend(m.open + ids + m.close)
+            seen.add(text)
+            out.extend(m.open + tuple(segment.input_ids[first : last + 1]) + m.close)
         if not out:
             out.extend(m.none)
         out.append(m.end)

@@ -1,0 +1,149 @@
+"""Span-constrained decoding: every decoded entity is a real span of the input."""
+import random
+
+import pytest
+import spacy
+import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from spacy.tokens import Doc, Span
+
+from spacy_msnr.fewshot.decoding import SpanConstraint, generate, repeated_mentions, resolve_overlaps
+from spacy_msnr.fewshot.prompts import PromptBuilder
+
+VOCAB = spacy.blank("en").vocab
+WORDS = ["Rome", "Paris", "the", "New", "York", ",", ".", "<<<", ">>>", "none", "a", "(", ")", "U.S."]
+
+
+@pytest.fixture(scope="module")
+def builder(tiny_tokenizer):
+    return PromptBuilder(tiny_tokenizer("llama"), {"LOC": "a place"})
+
+
+def _doc(vocab, words, spaces):
+    return Doc(vocab, words=words, spaces=spaces)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    words=st.lists(st.sampled_from(WORDS), min_size=1, max_size=12),
+    spaces=st.lists(st.booleans(), min_size=12, max_size=12),
+    seed=st.integers(0, 10_000),
+)
+def test_random_decoding_only_yields_real_spans(builder, words, spaces, seed):
+    doc = _doc(VOCAB, words, spaces[: len(words)])
+    segs = builder.segments(doc, 0, 1000)
+    rng = random.Random(seed)
+    for seg in segs:
+        cons = SpanConstraint(seg.input_ids, seg.starts, seg.ends, builder.markers)
+        for _ in range(50):
+            if cons.finished:
+                break
+            allowed = sorted(cons.allowed())
+            assert allowed, "the automaton must always allow a continuation"
+            cons.advance(rng.choice(allowed), -rng.random())
+        aligned = all(
+            any(a == t.idx for a, _ in seg.offsets) and any(b == t.idx + len(t) for _, b in seg.offsets) for t in doc
+        )
+        for found in cons.spans():
+            assert found.first in seg.starts and found.last in seg.ends and found.first <= found.last
+            a, b = seg.offsets[found.first][0], seg.offsets[found.last][1]
+            span = doc.char_span(a, b, alignment_mode="expand")  # what the component does
+            assert span is not None and len(span) > 0 and span.start_char <= a < b <= span.end_char
+            if aligned:  # model tokens never straddle a spaCy token boundary: exact span
+                assert doc.char_span(a, b) == span
+            assert 0.0 < found.score <= 1.0
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(words=st.lists(st.sampled_from(WORDS[:7]), min_size=2, max_size=10), data=st.data())
+def test_gold_answer_is_decodable_and_recovers_gold(builder, words, data):
+    doc = _doc(VOCAB, words, [True] * len(words))
+    ents, i = [], 0
+    while i < len(words):
+        n = data.draw(st.integers(0, 2))
+        if n and i + n <= len(words):
+            ents.append(Span(doc, i, i + n, "LOC"))
+            i += n + 1
+        else:
+            i += 1
+    doc.ents = ents
+    (seg,) = builder.segments(doc, 0, 1000)
+    inst = builder.instruction(seg, "LOC", doc.ents)
+    cons = SpanConstraint(seg.input_ids, seg.starts, seg.ends, builder.markers)
+    cons.allowed_along(inst.answer_ids)  # raises if gold were not decodable
+    assert cons.finished
+    got = set()
+    for f in cons.spans():
+        span = doc.char_span(seg.offsets[f.first][0], seg.offsets[f.last][1])
+        got.update((m.start, m.end) for m in repeated_mentions(doc, span.text, 0, len(doc.text)))
+    gold = {(e.start, e.end) for e in ents}
+    assert gold <= got
+    # anything extra is another mention of a gold entity's text
+    gold_texts = {e.text for e in ents}
+    assert all(doc[s:e].text in gold_texts for s, e in got)
+
+
+def test_no_repeats_order_and_repeated_mentions(builder):
+    doc = _doc(VOCAB, ["Rome", "and", "Rome", "."], [True, True, False, False])
+    (seg,) = builder.segments(doc, 0, 1000)
+    m = builder.markers
+    cons = SpanConstraint(seg.input_ids, seg.starts, seg.ends, m)
+    last = [k for k in seg.ends if seg.offsets[k][1] == len("Rome and Rome")][0]
+    for tok in list(m.open) + seg.input_ids[seg.starts and min(seg.starts) : last + 1]:
+        cons.advance(tok)
+    # a span "Rome and Rome" is open; closing it is allowed
+    assert m.close[0] in cons.allowed()
+    for tok in m.close:
+        cons.advance(tok)
+    # nothing starts after the last token but "." -> only "." can be opened, or the answer ends
+    assert m.end in cons.allowed()
+    (found,) = cons.spans()
+    assert doc.text[seg.offsets[found.first][0] : seg.offsets[found.last][1]] == "Rome and Rome"
+    mentions = repeated_mentions(doc, "Rome", 0, len(doc.text))
+    assert [(s.start, s.end) for s in mentions] == [(0, 1), (2, 3)]
+    assert repeated_mentions(doc, "Rom", 0, len(doc.text)) == []  # not token-aligned
+
+
+def test_resolve_overlaps_is_deterministic():
+    cands = [(0, 2, "LOC", 0.5), (1, 3, "PER", 0.9), (3, 4, "LOC", 0.2), (3, 4, "PER", 0.2), (5, 7, "A", 0.4), (5, 6, "B", 0.4)]
+    want = [(1, 3, "PER", 0.9), (3, 4, "LOC", 0.2), (5, 7, "A", 0.4)]
+    assert resolve_overlaps(cands) == want
+    assert resolve_overlaps(list(reversed(cands))) == want
+
+
+@pytest.mark.parametrize("family", ["llama", "gpt2"])
+def test_batched_cached_generation_matches_single(tiny_model_dir, family):
+    from spacy_msnr.fewshot.model import LoRACausalLMShim
+
+    shim = LoRACausalLMShim(None)
+    shim.load(str(tiny_model_dir(family)), {"r": 4, "alpha": 8, "dropout": 0.0, "target_modules": None}, "float32", None, 0)
+    with torch.no_grad():  # make the LoRA path non-trivial
+        for name, p in shim.model.named_parameters():
+            if "lora_B" in name:
+                p.normal_(0, 0.5)
+    b = PromptBuilder(shim.tokenizer, {"LOC": "a place"})
+    nlp = spacy.blank("en")
+    docs = [nlp.make_doc(t) for t in ["Rome and Paris .", "A long walk to New York , then back to Rome .", "x"]]
+    segs = [s for i, d in enumerate(docs) for s in b.segments(d, i, 1000)]
+    prompts = [s.input_ids + b.suffix_ids for s in segs]
+
+    def run(batch_size):
+        cons = [SpanConstraint(s.input_ids, s.starts, s.ends, b.markers) for s in segs]
+        generate(shim.model, b.prefix_ids("LOC"), prompts, cons, max_new_tokens=24, batch_size=batch_size,
+                 pad_id=shim.tokenizer.pad_token_id)
+        return [(c.logprobs, [(f.first, f.last) for f in c.spans()]) for c in cons]
+
+    single, batched = run(1), run(3)
+    for (lp1, sp1), (lp3, sp3) in zip(single, batched):
+        assert sp1 == sp3
+        assert lp1 == pytest.approx(lp3, abs=1e-4)
+    # the cached-prefix path gives the same first-step distribution as a plain full forward
+    shim.model.eval()
+    full = torch.tensor([b.prefix_ids("LOC") + prompts[0]])
+    with torch.no_grad():
+        logits = shim.model(input_ids=full).logits[0, -1]
+    cons = SpanConstraint(segs[0].input_ids, segs[0].starts, segs[0].ends, b.markers)
+    allowed = sorted(cons.allowed())
+    expected = torch.log_softmax(logits[allowed], -1).max().item()
+    assert single[0][0][0] == pytest.approx(expected, abs=1e-4)
