@@ -150,6 +150,9 @@ def _publish(output: Path, model: Model, log: Dict[str, Any], keep_checkpoint: b
 def _prepare_output(output: Path, resume: bool) -> Optional[Path]:
     """Check `output`; return the checkpoint to resume from, if any."""
     checkpoint = output / CHECKPOINT
+    old = output.with_name(f".{output.name}.old")
+    if not output.exists() and old.exists():  # interrupted between the two renames of _publish
+        old.rename(output)
     if resume:
         if checkpoint.exists():
             return checkpoint
