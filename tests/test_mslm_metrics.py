@@ -1,7 +1,6 @@
 """DS-term sensitivity and batch packing."""
 import math
 
-import numpy as np
 import pytest
 import torch
 from spacy.util import registry

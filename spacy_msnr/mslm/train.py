@@ -9,7 +9,6 @@ exactly. The finished model is assembled in a temporary sibling directory and re
 place, so `output` is either absent, a bare checkpoint, or a complete `save_pretrained`
 directory (safetensors + tokenizer + `mslm_log.json`).
 """
-import json
 import shutil
 import time
 import warnings
