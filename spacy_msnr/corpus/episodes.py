@@ -1,0 +1,113 @@
+"""N-way K-shot episodes over Docs with gold entities, sampled greedily as in Few-NERD.
+
+Greedy sampling (Ding et al., 2021, "Few-NERD", Algorithm 1): shuffle the sentences; take a
+sentence if it mentions at least one of the episode's N types and adding it keeps every type at
+most 2K mentions; stop once every type has at least K. Mentions of other types are removed from
+the sampled Docs (they are "O" within the episode).
+"""
+import random
+import warnings
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable, List, Optional, Sequence, Set, Union
+
+from spacy.tokens import Doc, DocBin
+from spacy.vocab import Vocab
+
+
+@dataclass
+class Episode:
+    """One few-shot task: its entity types, a support set to train on and a query set to score."""
+
+    labels: List[str]
+    support: List[Doc]
+    query: List[Doc]
+
+
+def load_docs(path: Union[str, Path], vocab: Vocab) -> List[Doc]:
+    """The Docs of a DocBin file (.spacy)."""
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"No DocBin at {path}")
+    return list(DocBin().from_disk(path).get_docs(vocab))
+
+
+def restrict(doc: Doc, labels: Iterable[str]) -> Doc:
+    """A copy of `doc` whose entities are only those with a label in `labels`."""
+    keep = set(labels)
+    out = doc.copy()
+    out.set_ents([e for e in doc.ents if e.label_ in keep], default="outside")
+    return out
+
+
+def label_counts(docs: Iterable[Doc]) -> Counter:
+    return Counter(e.label_ for doc in docs for e in doc.ents)
+
+
+def greedy_sample(docs: Sequence[Doc], labels: Sequence[str], k: int, rng: random.Random,
+                  exclude: Optional[Set[int]] = None) -> List[int]:
+    """Indices of a Few-NERD greedy K-shot sample of `docs` for `labels` (each type K..2K
+    mentions). Raises ValueError when some type cannot reach K mentions."""
+    if k < 1:
+        raise ValueError(f"k must be >= 1, got {k}.")
+    wanted = set(labels)
+    counts = Counter({label: 0 for label in labels})
+    order = [i for i in range(len(docs)) if not exclude or i not in exclude]
+    rng.shuffle(order)
+    chosen: List[int] = []
+    for i in order:
+        mine = Counter(e.label_ for e in docs[i].ents if e.label_ in wanted)
+        if not mine:
+            continue
+        if any(counts[label] + n > 2 * k for label, n in mine.items()):
+            continue
+        chosen.append(i)
+        counts.update(mine)
+        if all(counts[label] >= k for label in labels):
+            return chosen
+    short = {label: counts[label] for label in labels if counts[label] < k}
+    raise ValueError(f"Cannot sample {k} mentions of every type; reached only {short} (of {len(order)} sentences).")
+
+
+def sample_episodes(
+    support_docs: Sequence[Doc],
+    query_docs: Optional[Sequence[Doc]],
+    n_way: int,
+    k_shot: int,
+    n_episodes: int,
+    seed: int = 0,
+    query_shots: Optional[int] = None,
+    labels: Optional[Sequence[str]] = None,
+) -> List[Episode]:
+    """`n_episodes` seeded episodes of `n_way` types. The support set is a greedy `k_shot`
+    sample of `support_docs`. The query set is a greedy `query_shots` sample of `query_docs`
+    (of the support docs not used, when `query_docs` is None), or, with `query_shots` None, all of
+    `query_docs` restricted to the episode's types. Types are drawn from `labels` (default: every
+    type with at least `k_shot` mentions in the support docs)."""
+    if n_way < 1 or n_episodes < 1:
+        raise ValueError("n_way and n_episodes must be >= 1.")
+    counts = label_counts(support_docs)
+    pool = sorted(labels) if labels else sorted(label for label, n in counts.items() if n >= k_shot)
+    if len(pool) < n_way:
+        raise ValueError(f"{n_way}-way episodes need {n_way} entity types with >= {k_shot} mentions; found {pool}.")
+    if query_docs is None and query_shots is None:
+        raise ValueError("Without query docs, query_shots must say how many mentions to sample for the query set.")
+    rng = random.Random(seed)
+    episodes = []
+    for _ in range(n_episodes):
+        types = sorted(rng.sample(pool, n_way))
+        support_idx = greedy_sample(support_docs, types, k_shot, rng)
+        support = [restrict(support_docs[i], types) for i in support_idx]
+        if query_shots is None:
+            query = [restrict(doc, types) for doc in query_docs]
+        elif query_docs is None:
+            idx = greedy_sample(support_docs, types, query_shots, rng, exclude=set(support_idx))
+            query = [restrict(support_docs[i], types) for i in idx]
+        else:
+            idx = greedy_sample(query_docs, types, query_shots, rng)
+            query = [restrict(query_docs[i], types) for i in idx]
+        if not any(doc.ents for doc in query):
+            warnings.warn(f"An episode's query set has no mention of {types}.")
+        episodes.append(Episode(types, support, query))
+    return episodes
