@@ -1,0 +1,187 @@
+"""The `fewshot_ner` pipe: labels, bad input, overfitting, serialization round trips."""
+import os
+import subprocess
+import sys
+import warnings
+
+import pytest
+import spacy
+from spacy.tokens import Doc, Span
+from spacy.training import Example
+from thinc.api import Adam
+
+TRAIN = [
+    ("Obama visited London .", [(0, 1, "PER"), (2, 3, "LOC")]),
+    ("Merkel met Macron .", [(0, 1, "PER"), (2, 3, "PER")]),
+    ("Rivers flow through Berlin .", [(3, 4, "LOC")]),
+    ("Nothing happened .", []),
+    ("Smith lives in Rome .", [(0, 1, "PER"), (3, 4, "LOC")]),
+]
+#: Settings that let LoRA on a tiny random base overfit 5 sentences quickly and reliably.
+#: LoRA on all linear layers and the decoder's choice loss ("constrained"): a random frozen base
+#: gives almost no signal through the full-vocabulary LM loss (its logits are tiny).
+OVERFIT_MODEL = {
+    "answer_loss": "constrained", "lora": {"r": 32, "alpha": 64, "dropout": 0.0, "target_modules": "all-linear"},
+    "contrastive": {"layer": 0.75, "temperature": 0.07, "weight": 0.02}, "adversarial": {"epsilon": 0.01},
+}
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_torch_thread():
+    """Tiny models run faster on one thread, and much faster on a loaded 2-core machine."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def make_examples(nlp, data=TRAIN):
+    out = []
+    for text, ents in data:
+        words = text.split()
+        ref = Doc(nlp.vocab, words=words)
+        ref.ents = [Span(ref, s, e, label=l) for s, e, l in ents]
+        out.append(Example(Doc(nlp.vocab, words=words), ref))
+    return out
+
+
+def make_nlp(model_dir, labels=None, **model):
+    nlp = spacy.blank("en")
+    cfg = {"model": {"base_model": str(model_dir), **model}, "max_new_tokens": 32}
+    if labels is not None:
+        cfg["labels"] = labels
+    nlp.add_pipe("fewshot_ner", config=cfg)
+    return nlp
+
+
+@pytest.fixture(scope="module", params=["llama", "gpt2"])
+def trained(request, tiny_model_dir):
+    """A pipeline trained until it reproduces the 5 training sentences (F1 = 1.0)."""
+    nlp = make_nlp(tiny_model_dir(request.param), **OVERFIT_MODEL)
+    examples = make_examples(nlp)
+    nlp.initialize(lambda: examples)
+    sgd = Adam(0.005)
+    scores = {"ents_f": 0.0}
+    for step in range(300):
+        nlp.update(examples, sgd=sgd)
+        if step % 10 == 9:
+            scores = nlp.evaluate(examples)
+            if scores["ents_f"] == 1.0:
+                break
+    return nlp, examples, scores
+
+
+def test_overfits_five_sentences(trained):
+    nlp, examples, scores = trained
+    assert scores["ents_f"] == 1.0
+    doc = nlp("Smith lives in Rome .")
+    assert [(e.text, e.label_) for e in doc.ents] == [("Smith", "PER"), ("Rome", "LOC")]
+    group = doc.spans["fewshot_ner"]
+    assert list(group) == list(doc.ents)
+    assert len(group.attrs["scores"]) == 2 and all(0 < s <= 1 for s in group.attrs["scores"])
+
+
+def _ents(nlp, texts):
+    return [[(e.start, e.end, e.label_) for e in d.ents] + [tuple(d.spans["fewshot_ner"].attrs["scores"])]
+            for d in nlp.pipe(texts)]
+
+
+TEXTS = [t for t, _ in TRAIN] + ["Obama met Smith in London and Rome .", ""]
+
+
+def test_to_disk_and_spacy_load_round_trip(trained, tmp_path):
+    nlp = trained[0]
+    nlp.to_disk(tmp_path / "pipe")
+    assert (tmp_path / "pipe" / "fewshot_ner" / "model" / "adapter.safetensors").exists()
+    loaded = spacy.load(tmp_path / "pipe")
+    assert loaded.get_pipe("fewshot_ner").label_data == nlp.get_pipe("fewshot_ner").label_data
+    assert _ents(loaded, TEXTS) == _ents(nlp, TEXTS)
+
+
+def test_to_bytes_round_trip(trained):
+    nlp = trained[0]
+    other = spacy.blank("en")
+    cfg = {k: v for k, v in nlp.config["components"]["fewshot_ner"].items() if k != "factory"}
+    other.add_pipe("fewshot_ner", config=cfg)
+    other.from_bytes(nlp.to_bytes())
+    assert _ents(other, TEXTS) == _ents(nlp, TEXTS)
+
+
+def test_package_round_trip(trained, tmp_path):
+    if os.environ.get("MSNR_SKIP_PACKAGE_TEST"):
+        pytest.skip("MSNR_SKIP_PACKAGE_TEST is set")
+    nlp = trained[0]
+    if nlp.get_pipe("fewshot_ner").model.shims[0].meta["model_type"] != "llama":
+        pytest.skip("package round trip checked for one architecture (slow)")
+    nlp.meta["name"] = "fewshot_test"
+    nlp.to_disk(tmp_path / "pipe")
+    out = tmp_path / "pkg"
+    out.mkdir()
+    run = lambda *args: subprocess.run([sys.executable, "-m", *args], check=True, capture_output=True, text=True)
+    run("spacy", "package", str(tmp_path / "pipe"), str(out), "--name", "fewshot_test", "--version", "0.0.1", "--build", "wheel")
+    (wheel,) = list(out.rglob("*.whl"))
+    run("pip", "install", "--no-deps", "--no-index", "--target", str(tmp_path / "site"), str(wheel))
+    code = (
+        "import sys, json, spacy; sys.path.insert(0, sys.argv[1]); nlp = spacy.load('en_fewshot_test');"
+        "print(json.dumps([[(e.start, e.end, e.label_) for e in d.ents] for d in nlp.pipe(json.loads(sys.argv[2]))]))"
+    )
+    import json
+
+    got = subprocess.run([sys.executable, "-c", code, str(tmp_path / "site"), json.dumps(TEXTS)], check=True,
+                         capture_output=True, text=True, env=dict(os.environ, HF_HUB_OFFLINE="1"))
+    expected = [[[e.start, e.end, e.label_] for e in d.ents] for d in nlp.pipe(TEXTS)]
+    assert json.loads(got.stdout.strip().splitlines()[-1]) == expected
+
+
+def test_uninitialized_round_trip(tiny_model_dir, tmp_path):
+    nlp = make_nlp(tiny_model_dir("llama"), labels={"PER": "a person"})
+    nlp.to_disk(tmp_path / "raw")
+    loaded = spacy.load(tmp_path / "raw")
+    ner = loaded.get_pipe("fewshot_ner")
+    assert ner.labels == ("PER",) and not ner.model.shims[0].loaded
+    other = make_nlp(tiny_model_dir("llama"))
+    other.from_bytes(nlp.to_bytes())
+    assert other.get_pipe("fewshot_ner").labels == ("PER",)
+
+
+def test_labels_collected_from_data(tiny_model_dir):
+    nlp = make_nlp(tiny_model_dir("llama"))
+    examples = make_examples(nlp)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # collected labels are described by their names, silently
+        nlp.initialize(lambda: examples)
+    ner = nlp.get_pipe("fewshot_ner")
+    assert ner.labels == ("LOC", "PER") and ner.label_data == {"LOC": "LOC", "PER": "PER"}
+    # empty and whitespace-only docs: no crash, no entities
+    for text in ["", "   "]:
+        doc = nlp(text)
+        assert doc.ents == () and len(doc.spans["fewshot_ner"]) == 0
+    # a text much longer than the model window is split, not truncated: decoding reaches its end
+    long_text = " ".join(["Smith lives in Rome and Obama visited London ."] * 40)
+    doc = nlp.make_doc(long_text)
+    segs = ner.builder.segments(doc, 0, ner._text_budget())
+    assert len(segs) > 1 and segs[-1].end_char == len(long_text)
+    assert len(nlp(long_text)) == len(doc)
+    # a label in the data that the component doesn't know
+    bad = make_examples(nlp, [("Apple rose .", [(0, 1, "ORG")])])
+    with pytest.raises(ValueError, match="ORG"):
+        nlp.update(bad)
+
+
+def test_configured_labels(tiny_model_dir):
+    nlp = make_nlp(tiny_model_dir("gpt2"), labels={"PER": "a person", "LOC": ""})
+    examples = make_examples(nlp)
+    with pytest.warns(UserWarning, match="LOC"):
+        nlp.initialize(lambda: examples)
+    assert nlp.get_pipe("fewshot_ner").label_data == {"PER": "a person", "LOC": "LOC"}
+    narrow = make_nlp(tiny_model_dir("gpt2"), labels={"PER": "a person"})
+    with pytest.raises(ValueError, match=r"'LOC'.*not in the configured"):
+        narrow.initialize(lambda: make_examples(narrow))
+
+
+def test_no_labels_anywhere_is_an_error(tiny_model_dir):
+    nlp = make_nlp(tiny_model_dir("llama"))
+    with pytest.raises(ValueError, match="No labels"):
+        nlp.initialize(lambda: make_examples(nlp, [("Nothing here .", [])]))

@@ -1,0 +1,112 @@
+"""The LoRA causal-LM layer: target modules, frozen base, losses, adapter serialization."""
+import pytest
+import spacy
+import torch
+from spacy.tokens import Doc, Span
+from spacy.training import Example
+from thinc.api import Adam
+from transformers import AutoConfig, PretrainedConfig
+
+from spacy_msnr.fewshot.model import (
+    LoRACausalLMShim, build_lora_instruction_ner, contrastive_layer, load_adapter, target_modules_for,
+)
+
+SENTS = [("Obama visited London .", [(0, 1, "PER"), (2, 3, "LOC")]), ("Rivers flow through Berlin .", [(3, 4, "LOC")])]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_torch_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def _examples(nlp):
+    out = []
+    for text, ents in SENTS:
+        words = text.split()
+        ref = Doc(nlp.vocab, words=words)
+        ref.ents = [Span(ref, s, e, label=l) for s, e, l in ents]
+        out.append(Example(Doc(nlp.vocab, words=words), ref))
+    return out
+
+
+def test_target_modules_per_architecture(tiny_model_dir):
+    assert target_modules_for(AutoConfig.from_pretrained(tiny_model_dir("llama"))) == ["q_proj", "k_proj", "v_proj", "o_proj"]
+    assert target_modules_for(AutoConfig.from_pretrained(tiny_model_dir("gpt2"))) == ["c_attn", "c_proj"]
+    from transformers import OPTConfig
+
+    assert set(target_modules_for(OPTConfig())) >= {"q_proj", "v_proj"}  # peft's own table
+    odd = PretrainedConfig()
+    odd.model_type = "no-such-model"
+    with pytest.raises(ValueError, match="target_modules"):
+        target_modules_for(odd)
+
+
+def test_contrastive_layer_rounds_half_up():
+    assert [contrastive_layer(f, 2) for f in (0.1, 0.25, 0.5, 0.75, 1.0)] == [1, 1, 1, 2, 2]
+    assert [contrastive_layer(f, 32) for f in (0.75, 2 / 3)] == [24, 21]
+
+
+def test_config_validation():
+    with pytest.raises(ValueError, match="Unknown lora"):
+        build_lora_instruction_ner("x", lora={"rank": 4})
+    with pytest.raises(ValueError, match="layer"):
+        build_lora_instruction_ner("x", contrastive={"layer": 1.5})
+    with pytest.raises(ValueError, match="epsilon"):
+        build_lora_instruction_ner("x", adversarial={"epsilon": -1})
+
+
+def test_model_without_causal_lm_head_is_refused(tiny_model_dir):
+    with pytest.raises(ValueError, match="no causal language-model head"):
+        LoRACausalLMShim(None).load(str(tiny_model_dir("bert")), {"r": 2, "alpha": 4, "dropout": 0.0}, "float32", None, 0)
+
+
+def test_missing_base_model_is_a_clear_error():
+    with pytest.raises(ValueError, match="No base model"):
+        LoRACausalLMShim(None).load(None, {"r": 2, "alpha": 4, "dropout": 0.0}, "float32", None, 0)
+
+
+@pytest.mark.parametrize("family", ["llama", "gpt2"])
+def test_only_lora_parameters_change(tiny_model_dir, family):
+    nlp = spacy.blank("en")
+    ner = nlp.add_pipe("fewshot_ner", config={"model": {
+        "base_model": str(tiny_model_dir(family)), "lora": {"r": 4, "alpha": 8, "dropout": 0.1},
+        "contrastive": {"layer": 0.5, "temperature": 0.1, "weight": 0.5}, "adversarial": {"epsilon": 0.5}}})
+    examples = _examples(nlp)
+    nlp.initialize(lambda: examples)
+    model = ner.model.shims[0].model
+    trainable = {n for n, p in model.named_parameters() if p.requires_grad}
+    assert trainable and all("lora_" in n for n in trainable)
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    sgd = Adam(0.01)
+    for _ in range(2):
+        losses = nlp.update(examples, sgd=sgd)
+    assert losses["fewshot_ner_contrastive"] > 0 and losses["fewshot_ner_adversarial"] > 0
+    changed = {n for n, p in model.named_parameters() if not torch.equal(p.detach(), before[n])}
+    assert changed and changed <= trainable
+    assert any("lora_B" in n for n in changed) and any("lora_A" in n for n in changed)
+
+
+def test_adapter_round_trip_and_mismatch(tiny_model_dir, tmp_path):
+    lora = {"r": 4, "alpha": 8, "dropout": 0.0, "target_modules": None}
+    shim = LoRACausalLMShim(None)
+    shim.load(str(tiny_model_dir("llama")), lora, "float32", None, 0)
+    with torch.no_grad():
+        for n, p in shim.model.named_parameters():
+            if "lora_B" in n:
+                p.normal_()
+    shim.to_disk(tmp_path / "m")
+    assert (tmp_path / "m" / "adapter.safetensors").exists() and (tmp_path / "m" / "base" / "model.safetensors").exists()
+    other = LoRACausalLMShim(None).from_disk(tmp_path / "m")
+    a = dict(shim.model.named_parameters())
+    for n, p in other.model.named_parameters():
+        assert torch.equal(p, a[n]), n
+    wider = LoRACausalLMShim(None)
+    wider.load(str(tiny_model_dir("llama")), dict(lora, target_modules=["q_proj", "v_proj", "gate_proj"]), "float32", None, 0)
+    with pytest.raises(ValueError, match="do not match"):
+        load_adapter(wider.model, tmp_path / "m" / "adapter.safetensors")
+    restored = LoRACausalLMShim(None).from_bytes(shim.to_bytes())
+    for n, p in restored.model.named_parameters():
+        assert torch.equal(p, a[n]), n
