@@ -70,6 +70,20 @@ def greedy_sample(docs: Sequence[Doc], labels: Sequence[str], k: int, rng: rando
     raise ValueError(f"Cannot sample {k} mentions of every type; reached only {short} (of {len(order)} sentences).")
 
 
+def _sample_types(docs: Sequence[Doc], pool: Sequence[str], n_way: int, k_shot: int, rng: random.Random,
+                  tries: int = 20):
+    """Draw `n_way` types and a support sample for them; a draw whose types cannot all reach
+    `k_shot` under the 2K cap is redrawn (up to `tries` times)."""
+    error: Optional[ValueError] = None
+    for _ in range(tries):
+        types = sorted(rng.sample(list(pool), n_way))
+        try:
+            return types, greedy_sample(docs, types, k_shot, rng)
+        except ValueError as err:
+            error = err
+    raise ValueError(f"No {n_way}-way {k_shot}-shot support set found in {tries} draws: {error}")
+
+
 def sample_episodes(
     support_docs: Sequence[Doc],
     query_docs: Optional[Sequence[Doc]],
@@ -84,7 +98,8 @@ def sample_episodes(
     sample of `support_docs`. The query set is a greedy `query_shots` sample of `query_docs`
     (of the support docs not used, when `query_docs` is None), or, with `query_shots` None, all of
     `query_docs` restricted to the episode's types. Types are drawn from `labels` (default: every
-    type with at least `k_shot` mentions in the support docs)."""
+    type with at least `k_shot` mentions in the support docs); a draw of types that cannot be
+    sampled is redrawn."""
     if n_way < 1 or n_episodes < 1:
         raise ValueError("n_way and n_episodes must be >= 1.")
     counts = label_counts(support_docs)
@@ -96,8 +111,7 @@ def sample_episodes(
     rng = random.Random(seed)
     episodes = []
     for _ in range(n_episodes):
-        types = sorted(rng.sample(pool, n_way))
-        support_idx = greedy_sample(support_docs, types, k_shot, rng)
+        types, support_idx = _sample_types(support_docs, pool, n_way, k_shot, rng)
         support = [restrict(support_docs[i], types) for i in support_idx]
         if query_shots is None:
             query = [restrict(doc, types) for doc in query_docs]
