@@ -208,6 +208,7 @@ def main() -> None:
     parser.add_argument("--train-limit", type=int, default=500, help="training sentences (0: all)")
     parser.add_argument("--test-limit", type=int, default=300, help="dev and test sentences (0: all)")
     parser.add_argument("--gpu-id", type=int, default=-1)
+    parser.add_argument("--report-only", action="store_true", help="print the table of the cells finished so far")
     parser.add_argument("--work", type=Path, default=ROOT / "benchmarks" / "work" / "mslm_ablation")
     parser.add_argument("--results", type=Path, default=ROOT / "benchmarks" / "results")
     args = parser.parse_args()
@@ -218,17 +219,17 @@ def main() -> None:
     budget = f"a{args.adapt_steps}-n{args.ner_steps}-t{args.train_limit}"
     store = work / f"results-{budget}.json"
     results: Dict[str, dict] = json.loads(store.read_text()) if store.exists() else {}
-    base = args.base or make_base(work, args)
+    base = args.base or (work / f"base-{args.base_steps}" if args.report_only else make_base(work, args))
     base_info = base / "msnr_base.json"
     if base_info.exists():
         info = json.loads(base_info.read_text())
         print(f"base: {base} | {info.get('objective', 'mlm')} loss {info.get('final_loss')} after {info.get('steps')} steps", flush=True)
-    for dataset in args.datasets:
+    for dataset in [] if args.report_only else args.datasets:
         corpus = make_corpus(work, dataset, args.train_limit, args.test_limit)
         for seed in args.seeds:
             for method in args.methods:
                 key = f"{dataset}/{method}/{seed}"
-                if key in results:
+                if key in results or args.report_only:
                     continue
                 model_dir = adapt(work, base, corpus, method, seed, args)
                 sens = sensitivity(model_dir, corpus, args.test_limit)
