@@ -185,3 +185,18 @@ def test_no_labels_anywhere_is_an_error(tiny_model_dir):
     nlp = make_nlp(tiny_model_dir("llama"))
     with pytest.raises(ValueError, match="No labels"):
         nlp.initialize(lambda: make_examples(nlp, [("Nothing here .", [])]))
+
+
+def test_long_answers_split_the_training_text(tiny_model_dir):
+    nlp = make_nlp(tiny_model_dir("llama"), labels={"LOC": "a place"})
+    nlp.get_pipe("fewshot_ner").cfg["max_new_tokens"] = 8  # leaves room for text, little for answers
+    words = ("Rome Paris Berlin Madrid Lisbon Vienna Prague Warsaw Dublin Oslo " * 4).split()
+    data = [(" ".join(words), [(i, i + 1, "LOC") for i in range(len(words))])]
+    examples = make_examples(nlp, data)
+    nlp.initialize(lambda: examples)
+    ner = nlp.get_pipe("fewshot_ner")
+    insts = ner.training_instructions(examples)
+    limit = ner.model.shims[0].model.config.max_position_embeddings
+    assert len(insts) > 1 and all(len(x.input_ids) + len(x.answer_ids) <= limit for x in insts)
+    covered = "".join(examples[0].reference.text[x.segment.start_char : x.segment.end_char] for x in insts)
+    assert covered.replace(" ", "") == "".join(words)  # every word is in exactly one window

@@ -224,12 +224,27 @@ class FewShotNER(TrainablePipe):
                     f"[{self.name}] Training example {i} has entity label(s) {unknown} not among the labels "
                     f"{sorted(known)}; configure them or let initialize collect them from the data."
                 )
-            for seg in self.builder.segments(gold, i, budget, protect=gold.ents):
-                for label in self.labels:
-                    inst = self.builder.instruction(seg, label, gold.ents)
-                    constraint = SpanConstraint(seg.input_ids, seg.starts, seg.ends, self.builder.markers)
-                    inst.answer_allowed = constraint.allowed_along(inst.answer_ids)
-                    out.append(inst)
+            out.extend(self._fitting_instructions(gold, i, self.builder.segments(gold, i, budget, protect=gold.ents), budget))
+        return out
+
+    def _fitting_instructions(self, gold: Doc, index: int, segments: List[Segment], budget: int) -> List[Instruction]:
+        """Instructions (with answers) of `segments`; a segment whose prompt + answer would exceed
+        the model window (many entities) is split into smaller windows instead of truncated."""
+        shim = get_shim(self.model)
+        limit = max_positions(shim.model, shim.tokenizer)
+        out: List[Instruction] = []
+        for seg in segments:
+            insts = [self.builder.instruction(seg, label, gold.ents) for label in self.labels]
+            if max(len(x.input_ids) + len(x.answer_ids) for x in insts) > limit:
+                span = gold.char_span(seg.start_char, seg.end_char, alignment_mode="expand")
+                if span is not None and len(span) > 1 and budget > 1:
+                    smaller = self.builder.segments(gold, index, max(1, len(seg.input_ids) // 2), gold.ents, within=span)
+                    out.extend(self._fitting_instructions(gold, index, smaller, budget))
+                    continue
+            for inst in insts:
+                constraint = SpanConstraint(seg.input_ids, seg.starts, seg.ends, self.builder.markers)
+                inst.answer_allowed = constraint.allowed_along(inst.answer_ids)
+                out.append(inst)
         return out
 
     # -- prediction -----------------------------------------------------------------------------
@@ -255,6 +270,12 @@ class FewShotNER(TrainablePipe):
                 max_new_tokens=self.cfg["max_new_tokens"], batch_size=self.cfg["batch_size"],
                 pad_id=shim.tokenizer.pad_token_id,
             )
+            unfinished = sum(not c.finished for c in constraints)
+            if unfinished:
+                warnings.warn(
+                    f"[{self.name}] {unfinished} answer(s) for {label!r} reached max_new_tokens="
+                    f"{self.cfg['max_new_tokens']} before the terminator; the entities completed so far are kept."
+                )
             for seg, cons in zip(segments, constraints):
                 doc = docs[seg.doc_index]
                 for found in cons.spans():

@@ -119,13 +119,18 @@ class PromptBuilder:
         return max((len(self.prefix_ids(label)) for label in labels), default=0)
 
     # -- segmentation ---------------------------------------------------------------------------
-    def segments(self, doc: Doc, doc_index: int, max_tokens: int, protect: Sequence[Span] = ()) -> List[Segment]:
-        """Split `doc` into sentences (when it has sentence boundaries) and then into windows of
-        at most `max_tokens` model tokens. Windows end at spaCy token boundaries, outside the spans
-        in `protect` where possible; nothing is truncated. A Doc without tokens gives no segment."""
+    def segments(self, doc: Doc, doc_index: int, max_tokens: int, protect: Sequence[Span] = (),
+                 within: Optional[Span] = None) -> List[Segment]:
+        """Split `doc` (or the span `within` of it) into sentences (when it has sentence
+        boundaries) and then into windows of at most `max_tokens` model tokens. Windows end at
+        spaCy token boundaries, outside the spans in `protect` where possible; nothing is
+        truncated. A Doc without tokens gives no segment."""
         if max_tokens < 1:
             raise ValueError(f"No room for input text in the model window (budget {max_tokens} tokens).")
-        units = list(doc.sents) if doc.has_annotation("SENT_START") else [doc[:]]
+        if within is not None:
+            units = [within]
+        else:
+            units = list(doc.sents) if doc.has_annotation("SENT_START") else [doc[:]]
         inside = set()
         for span in protect:
             inside.update(range(span.start + 1, span.end))  # token i starts inside an entity
