@@ -76,3 +76,17 @@ def test_package_installs_and_loads_in_a_fresh_process(trained):
     assert f'class="entity"' in result["html"] and "Disease" in result["html"]
     text = texts[result["ents"].index(first)]
     assert text[first[0][0]:first[0][1]] in result["html"]
+
+
+def test_visualize_cli_renders_predicted_entities(trained):
+    from typer.testing import CliRunner
+
+    from spacy_msnr.cli import app
+
+    tmp, model_dir, texts = trained
+    out = tmp / "ents.html"
+    result = CliRunner().invoke(app, ["visualize", str(model_dir), str(tmp / "train.spacy"), str(out), "--limit", "12"])
+    assert result.exit_code == 0, result.output
+    html = out.read_text(encoding="utf8")
+    n_ents = sum(len(doc.ents) for doc in spacy.load(model_dir).pipe(texts))
+    assert html.count('class="entity"') == n_ents > 0
