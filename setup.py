@@ -36,6 +36,25 @@ setup(
             "spacy_msnr.MaskSpecificMLM.v1 = spacy_msnr.mslm.model:build_mask_specific_mlm",
             "spacy_msnr.LoRAInstructionNER.v1 = spacy_msnr.fewshot.model:build_lora_instruction_ner",
         ],
+        "thinc_msnr_terms": [
+            "spacy_msnr.gold_terms.v1 = spacy_msnr.mslm.terms:make_gold_terms",
+            "spacy_msnr.lexicon_terms.v1 = spacy_msnr.mslm.terms:make_lexicon_terms",
+            "spacy_msnr.frequency_contrast_terms.v1 = spacy_msnr.mslm.terms:make_frequency_contrast_terms",
+            "spacy_msnr.combined_terms.v1 = spacy_msnr.mslm.terms:make_combined_terms",
+        ],
+        "thinc_msnr_maskers": [
+            "spacy_msnr.mask_specific.v1 = spacy_msnr.mslm.masking:make_mask_specific",
+            "spacy_msnr.uniform.v1 = spacy_msnr.mslm.masking:make_uniform",
+            "spacy_msnr.whole_word.v1 = spacy_msnr.mslm.masking:make_whole_word",
+            "spacy_msnr.span.v1 = spacy_msnr.mslm.masking:make_span",
+            "spacy_msnr.pmi_ngram.v1 = spacy_msnr.mslm.masking:make_pmi",
+        ],
+        "thinc_msnr_weightings": [
+            "spacy_msnr.softmax_share.v1 = spacy_msnr.mslm.loss:make_softmax_share",
+            "spacy_msnr.inverse_frequency.v1 = spacy_msnr.mslm.loss:make_inverse_frequency",
+            "spacy_msnr.unweighted.v1 = spacy_msnr.mslm.loss:make_unweighted",
+        ],
+        "thinc_optimizers": ["spacy_msnr.AdamW.v1 = spacy_msnr.mslm.optimizer:make_adamw"],
     },
     classifiers=["Framework :: spaCy", "Programming Language :: Python :: 3", "Topic :: Scientific/Engineering :: Artificial Intelligence"],
 )

@@ -1,8 +1,8 @@
 """The package's own catalogue registries, created on spaCy's registry.
 
 Config files refer to them as ``@msnr_terms``, ``@msnr_maskers`` and ``@msnr_weightings``;
-other packages can add functions through the entry-point groups ``spacy_msnr_terms``,
-``spacy_msnr_maskers`` and ``spacy_msnr_weightings``.
+other packages can add functions through the entry-point groups ``thinc_msnr_terms``,
+``thinc_msnr_maskers`` and ``thinc_msnr_weightings`` (spaCy's registry lives in thinc's namespace).
 """
 from spacy.util import registry
 

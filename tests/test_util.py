@@ -26,3 +26,15 @@ def test_atomic_write_bytes(tmp_path):
     atomic_write_bytes(path, b"123")
     atomic_write_bytes(path, b"45")
     assert path.read_bytes() == b"45" and sorted(p.name for p in path.parent.iterdir()) == ["b.bin"]
+
+
+def test_registered_functions_resolve_through_entry_points():
+    """Every name declared in setup.py's entry points loads (as spacy.load would, without --code)."""
+    from importlib.metadata import entry_points
+
+    groups = ["spacy_factories", "spacy_architectures", "thinc_msnr_terms", "thinc_msnr_maskers",
+              "thinc_msnr_weightings", "thinc_optimizers"]
+    ours = [ep for group in groups for ep in entry_points(group=group) if ep.value.startswith("spacy_msnr.")]
+    assert len(ours) >= 16
+    for ep in ours:
+        assert callable(ep.load()), ep

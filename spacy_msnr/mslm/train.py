@@ -155,7 +155,9 @@ def _prepare_output(output: Path, resume: bool) -> Optional[Path]:
     if resume:
         if checkpoint.exists():
             return checkpoint
-        msg.warn(f"--resume given but no checkpoint in {output}; starting from the beginning")
+        msg.warn(f"--resume given but no checkpoint in {output}; starting from the beginning"
+                 + (" (the model there is replaced only when this run finishes)" if output.exists() else ""))
+        return None
     if output.exists() and any(output.iterdir()):
         raise FileExistsError(f"Output directory {output} is not empty; pass --resume to continue its run or choose another directory")
     return None
