@@ -187,3 +187,21 @@ def test_pmi_masker_learns_collocations_and_masks_them_as_units(encoded):
 def test_tokenizer_without_mask_token_is_rejected(tiny_tokenizer):
     with pytest.raises(ValueError, match="no mask token"):
         check_tokenizer(tiny_tokenizer("gpt2"))
+
+
+def test_long_documents_are_windowed_not_truncated(tiny_tokenizer, data_dir):
+    from spacy.vocab import Vocab
+
+    from spacy_msnr.corpus.iob import iob_to_docs
+    from spacy_msnr.mslm.masking import split_to_fit
+
+    tok = tiny_tokenizer("bert")
+    doc = iob_to_docs(data_dir / "blurb/NCBI-disease-IOB/train.tsv", Vocab(), n_sents=12)[0]
+    total = len(tok(doc.text, add_special_tokens=False)["input_ids"])
+    assert total > 64
+    windows = split_to_fit(doc, tok, 64)
+    assert len(windows) >= 2
+    assert all(len(tok(w.text)["input_ids"]) <= 64 for w in windows)
+    assert [t.text for w in windows for t in w] == [t.text for t in doc]
+    assert [e.text for w in windows for e in w.ents] == [e.text for e in doc.ents]
+    assert split_to_fit(windows[0], tok, 512) == [windows[0]]

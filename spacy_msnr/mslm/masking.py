@@ -86,6 +86,34 @@ def check_tokenizer(tokenizer: PreTrainedTokenizerBase) -> None:
         )
 
 
+def split_to_fit(doc: Doc, tokenizer: PreTrainedTokenizerBase, max_length: int) -> List[Doc]:
+    """Cut `doc` at token boundaries, never inside an entity, into Docs of at most `max_length`
+    wordpieces (special tokens included), so long documents are windowed, not truncated."""
+    budget = max_length - tokenizer.num_special_tokens_to_add(pair=False)
+    enc = tokenizer(doc.text, add_special_tokens=False, return_offsets_mapping=True)
+    if len(enc["input_ids"]) <= budget or len(doc) == 0:
+        return [doc]
+    piece_starts = np.array([start for start, _ in enc["offset_mapping"]])
+    bounds = np.array([t.idx for t in doc][1:] + [len(doc.text) + 1])
+    owner = np.searchsorted(bounds, piece_starts, side="right")
+    counts = np.bincount(owner, minlength=len(doc))[: len(doc)]
+    windows, start, used = [], 0, 0
+    for i, n in enumerate(counts.tolist()):
+        if used + n > budget and i > start:
+            cut = i
+            while cut > start and doc[cut].ent_iob_ == "I":
+                cut -= 1
+            if cut == start:
+                raise ValueError(f"An entity of {doc[start:i + 1].text!r} is longer than max_length={max_length} wordpieces")
+            windows.append((start, cut))
+            start, used = cut, int(counts[cut:i].sum())
+        if n > budget:
+            raise ValueError(f"Token {doc[i].text!r} alone is longer than max_length={max_length} wordpieces")
+        used += n
+    windows.append((start, len(doc)))
+    return [doc[a:b].as_doc() for a, b in windows]
+
+
 def encode_doc(
     doc: Doc,
     tokenizer: PreTrainedTokenizerBase,
@@ -93,7 +121,8 @@ def encode_doc(
     max_length: int = 128,
     tag_map: Optional[Dict[str, int]] = None,
 ) -> EncodedSeq:
-    """Wordpieces of `doc.text` (truncated to `max_length`) aligned to tokens and DS-term spans.
+    """Wordpieces of `doc.text` aligned to tokens and DS-term spans (`split_to_fit` first, so
+    nothing is cut; pieces past `max_length` are dropped only if a caller skips that).
 
     `term_spans` are (start, end) token offsets of DS-terms; a term cut by truncation keeps the
     pieces that remain. With `tag_map` (BIO tag -> id) the doc's entities give per-piece tags.

@@ -28,7 +28,7 @@ from wasabi import msg
 from . import loss as _loss  # noqa: F401  (registers the weightings)
 from . import optimizer as _optimizer  # noqa: F401  (registers spacy_msnr.AdamW.v1)
 from . import terms as _terms  # noqa: F401  (registers the term sources)
-from .masking import EncodedSeq, encode_doc
+from .masking import EncodedSeq, encode_doc, split_to_fit
 from .metrics import ds_term_sensitivity, pack, tagger_accuracy
 from .model import save_pretrained, torch_module
 from .terms import TermSource
@@ -66,9 +66,11 @@ def tag_labels(docs: Sequence[Doc]) -> List[str]:
 
 
 def encode(docs: Sequence[Doc], tokenizer, terms: TermSource, max_length: int, tags: Optional[List[str]] = None) -> List[EncodedSeq]:
-    """Encode docs into wordpiece sequences aligned to their DS-terms (and tags, if given)."""
+    """Encode docs into wordpiece sequences aligned to their DS-terms (and tags, if given);
+    documents longer than `max_length` wordpieces are split into windows, never truncated."""
     tag_map = {t: i for i, t in enumerate(tags)} if tags else None
-    return [encode_doc(doc, tokenizer, terms(doc), max_length, tag_map) for doc in docs]
+    windows = [window for doc in docs for window in split_to_fit(doc, tokenizer, max_length)]
+    return [encode_doc(doc, tokenizer, terms(doc), max_length, tag_map) for doc in windows]
 
 
 def load_config(path: Union[str, Path], overrides: Optional[Dict[str, Any]] = None) -> Config:
