@@ -61,3 +61,14 @@ def tiny_model_dir(tiny_tokenizer, tmp_path_factory) -> Callable:
         return cache[family]
 
     return make
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """Tiny models run faster on one torch thread, and much faster on a loaded 2-core machine."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

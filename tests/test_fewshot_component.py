@@ -10,6 +10,8 @@ from spacy.tokens import Doc, Span
 from spacy.training import Example
 from thinc.api import Adam
 
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
 TRAIN = [
     ("Obama visited London .", [(0, 1, "PER"), (2, 3, "LOC")]),
     ("Merkel met Macron .", [(0, 1, "PER"), (2, 3, "PER")]),
@@ -26,15 +28,6 @@ OVERFIT_MODEL = {
 }
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_torch_thread():
-    """Tiny models run faster on one thread, and much faster on a loaded 2-core machine."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def make_examples(nlp, data=TRAIN):

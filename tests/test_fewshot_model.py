@@ -11,15 +11,9 @@ from spacy_msnr.fewshot.model import (
     LoRACausalLMShim, build_lora_instruction_ner, contrastive_layer, load_adapter, target_modules_for,
 )
 
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
 SENTS = [("Obama visited London .", [(0, 1, "PER"), (2, 3, "LOC")]), ("Rivers flow through Berlin .", [(3, 4, "LOC")])]
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_torch_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def _examples(nlp):
