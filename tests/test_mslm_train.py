@@ -1,5 +1,6 @@
 """The training loop: config overrides, outputs, exact resume, bad input, the CLI."""
 import json
+from pathlib import Path
 
 import pytest
 import spacy
@@ -10,7 +11,9 @@ from typer.testing import CliRunner
 
 from spacy_msnr.corpus.iob import iob_to_docs
 from spacy_msnr.mslm import train as train_module
-from spacy_msnr.mslm.train import DEFAULT_CONFIG, load_config, train
+from spacy_msnr.mslm.train import load_config, train
+
+DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "configs" / "mslm.cfg"
 
 SMALL = {
     "training.max_steps": 6, "training.batch_size": 400, "training.eval_frequency": 3,

@@ -35,7 +35,6 @@ from .terms import TermSource
 
 CHECKPOINT = "checkpoint"
 LOG_NAME = "mslm_log.json"
-DEFAULT_CONFIG = Path(__file__).resolve().parents[2] / "configs" / "mslm.cfg"
 
 
 def read_docs(path: Union[str, Path], vocab: Optional[Vocab] = None) -> List[Doc]:
@@ -331,4 +330,4 @@ def _progress(show: bool, total: int, initial: int):
     return tqdm(total=total if total > 0 else None, initial=initial, unit="step", desc="MSLM", dynamic_ncols=True)
 
 
-__all__ = ["train", "load_config", "read_docs", "encode", "DEFAULT_CONFIG"]
+__all__ = ["train", "load_config", "read_docs", "encode"]
