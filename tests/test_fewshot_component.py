@@ -6,9 +6,9 @@ import warnings
 
 import pytest
 import spacy
-from spacy.tokens import Doc, Span
-from spacy.training import Example
 from thinc.api import Adam
+
+import util  # tests/util.py
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -31,13 +31,7 @@ OVERFIT_MODEL = {
 
 
 def make_examples(nlp, data=TRAIN):
-    out = []
-    for text, ents in data:
-        words = text.split()
-        ref = Doc(nlp.vocab, words=words)
-        ref.ents = [Span(ref, s, e, label=l) for s, e, l in ents]
-        out.append(Example(Doc(nlp.vocab, words=words), ref))
-    return out
+    return util.make_examples(nlp, data)
 
 
 def make_nlp(model_dir, labels=None, **model):

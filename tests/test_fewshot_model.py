@@ -2,8 +2,6 @@
 import pytest
 import spacy
 import torch
-from spacy.tokens import Doc, Span
-from spacy.training import Example
 from thinc.api import Adam
 from transformers import AutoConfig, PretrainedConfig
 
@@ -11,19 +9,13 @@ from spacy_msnr.fewshot.model import (
     LoRACausalLMShim, build_lora_instruction_ner, contrastive_layer, load_adapter, target_modules_for,
 )
 
+from util import make_examples  # tests/util.py
+
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 SENTS = [("Obama visited London .", [(0, 1, "PER"), (2, 3, "LOC")]), ("Rivers flow through Berlin .", [(3, 4, "LOC")])]
 
 
-def _examples(nlp):
-    out = []
-    for text, ents in SENTS:
-        words = text.split()
-        ref = Doc(nlp.vocab, words=words)
-        ref.ents = [Span(ref, s, e, label=l) for s, e, l in ents]
-        out.append(Example(Doc(nlp.vocab, words=words), ref))
-    return out
 
 
 def test_target_modules_per_architecture(tiny_model_dir):
@@ -68,7 +60,7 @@ def test_only_lora_parameters_change(tiny_model_dir, family):
     ner = nlp.add_pipe("fewshot_ner", config={"model": {
         "base_model": str(tiny_model_dir(family)), "lora": {"r": 4, "alpha": 8, "dropout": 0.1},
         "contrastive": {"layer": 0.5, "temperature": 0.1, "weight": 0.5}, "adversarial": {"epsilon": 0.5}}})
-    examples = _examples(nlp)
+    examples = make_examples(nlp, SENTS)
     nlp.initialize(lambda: examples)
     model = ner.model.shims[0].model
     trainable = {n for n, p in model.named_parameters() if p.requires_grad}
