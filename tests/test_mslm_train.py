@@ -2,6 +2,7 @@
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 import spacy
 import torch
@@ -146,3 +147,53 @@ def test_gradient_accumulation_and_joint_tagging_head(corpus, tiny_model_dir, tm
     assert one["steps"] == two["steps"] == 2
     assert 1.6 < two["wordpieces"] / one["wordpieces"] < 2.4
     assert 0 <= two["history"][-1]["dev_tag_acc"] <= 1 and "dev_tag_acc" not in one["history"][-1]
+    # the tagging head is saved with the model: from the directory alone, the head on the
+    # encoder's last hidden layer of UNMASKED dev text scores the dev accuracy the run logged
+    from transformers import AutoModelForMaskedLM, AutoTokenizer
+
+    from spacy_msnr.mslm.model import load_tagger
+    from spacy_msnr.mslm.terms import GoldTerms
+
+    assert not (tmp_path / "one" / "mslm_tagger.safetensors").exists()
+    with pytest.raises(FileNotFoundError, match="ner_weight"):
+        load_tagger(tmp_path / "one")
+    tagger, labels = load_tagger(tmp_path / "two")
+    assert labels == ["O", "B-Disease", "I-Disease"]
+    encoder = AutoModelForMaskedLM.from_pretrained(tmp_path / "two").base_model.eval()
+    tokenizer = AutoTokenizer.from_pretrained(tmp_path / "two")
+    seqs = train_module.encode(train_module.read_docs(corpus / "dev.spacy"), tokenizer, GoldTerms(), 64, labels)
+    right = total = 0
+    with torch.no_grad():
+        for seq in seqs:
+            hidden = encoder(input_ids=torch.as_tensor(seq.input_ids)[None]).last_hidden_state
+            gold = torch.tensor(seq.tags)
+            keep = gold >= 0
+            right += int((tagger(hidden)[0].argmax(-1) == gold)[keep].sum())
+            total += int(keep.sum())
+    assert right / total == pytest.approx(two["history"][-1]["dev_tag_acc"], abs=1e-6)
+
+
+def test_max_epochs_without_max_steps_runs_whole_epochs(corpus, tiny_model_dir, tmp_path):
+    from spacy_msnr.mslm.metrics import pack
+
+    cfg = config_for(corpus, tiny_model_dir("bert"), **{"training.max_steps": 0, "training.max_epochs": 2,
+                                                         "training.eval_frequency": 1000, "training.checkpoint_every": 0})
+    log = train(cfg, tmp_path / "epochs", show_progress=False)
+    lengths = [len(s) for s in _encoded_train(corpus, tiny_model_dir("bert"))]
+    # each epoch packs the corpus in its own seeded order (seed 0): one optimizer step a batch
+    n_batches = [len(pack(lengths, np.random.default_rng([0, epoch]).permutation(len(lengths)), 400)) for epoch in (0, 1)]
+    assert log["epochs"] == 2 and log["steps"] == sum(n_batches)
+    # the run ends with one evaluation at its last step, and the full corpus went through twice
+    assert [h["step"] for h in log["history"]] == [log["steps"]]
+    assert log["wordpieces"] == 2 * sum(lengths)
+    with pytest.raises(ValueError, match="max_steps or training.max_epochs"):
+        train(config_for(corpus, tiny_model_dir("bert"), **{"training.max_steps": 0}), tmp_path / "never", show_progress=False)
+
+
+def _encoded_train(corpus, model_dir):
+    from transformers import AutoTokenizer
+
+    from spacy_msnr.mslm.terms import GoldTerms
+
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    return train_module.encode(train_module.read_docs(corpus / "train.spacy"), tokenizer, GoldTerms(), 64)

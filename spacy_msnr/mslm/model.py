@@ -249,10 +249,48 @@ def hf_model_of(model: Model) -> PreTrainedModel:
     return torch_module(model).hf
 
 
+TAGGER_WEIGHTS = "mslm_tagger.safetensors"
+TAGGER_META = "mslm_tagger.json"
+
+
 def save_pretrained(model: Model, path: Union[str, Path]) -> None:
-    """Write the adapted model and its tokenizer as a Hugging Face directory (safetensors)."""
+    """Write the adapted model and its tokenizer as a Hugging Face directory (safetensors).
+
+    A joint tagging head, if the model has one, goes beside them: its weights in
+    `mslm_tagger.safetensors` and its BIO labels in `mslm_tagger.json` (see `load_tagger`).
+    """
+    import srsly
+    from safetensors.torch import save_file
+
+    path = Path(path)
     hf_model_of(model).save_pretrained(str(path), safe_serialization=True)
     model.attrs["tokenizer"].save_pretrained(str(path))
+    tagger = torch_module(model).tagger
+    if tagger is not None:
+        save_file({k: v.detach().cpu().contiguous() for k, v in tagger.state_dict().items()}, str(path / TAGGER_WEIGHTS))
+        srsly.write_json(path / TAGGER_META, {"labels": list(model.attrs["tag_labels"]), "hidden_size": tagger.in_features})
 
 
-__all__ = ["build_mask_specific_mlm", "MLMOutput", "MaskedLMModule", "MLMShim", "load_masked_lm", "save_pretrained"]
+def load_tagger(path: Union[str, Path]) -> Tuple[torch.nn.Linear, List[str]]:
+    """The joint tagging head saved by `save_pretrained` and its BIO labels (index = output row).
+
+    It reads the last hidden layer of the model in the same directory:
+    `tagger(AutoModel.from_pretrained(path)(**inputs).last_hidden_state).argmax(-1)`.
+    """
+    import srsly
+    from safetensors.torch import load_file
+
+    path = Path(path)
+    if not (path / TAGGER_WEIGHTS).exists():
+        raise FileNotFoundError(f"{path} has no {TAGGER_WEIGHTS}: it was adapted without a tagging head (model.ner_weight = 0)")
+    meta = srsly.read_json(path / TAGGER_META)
+    state = load_file(str(path / TAGGER_WEIGHTS))
+    n_tags, hidden = state["weight"].shape
+    if n_tags != len(meta["labels"]):
+        raise ValueError(f"{path / TAGGER_META} names {len(meta['labels'])} labels but the head has {n_tags} outputs")
+    tagger = torch.nn.Linear(hidden, n_tags)
+    tagger.load_state_dict(state)
+    return tagger, list(meta["labels"])
+
+
+__all__ = ["build_mask_specific_mlm", "MLMOutput", "MaskedLMModule", "MLMShim", "load_masked_lm", "save_pretrained", "load_tagger"]
