@@ -184,6 +184,30 @@ def test_pmi_masker_learns_collocations_and_masks_them_as_units(encoded):
             assert (kinds[where] != UNMASKED).all() or (kinds[where] == UNMASKED).all()
 
 
+def test_pmi_scores_take_the_minimum_over_all_segmentations():
+    """PMI_n of a trigram is the smallest of its three segmentations, (ab)(c), (a)(bc), (a)(b)(c)."""
+    from math import log
+
+    from spacy_msnr.mslm.masking import EncodedSeq
+
+    # x, y and z are frequent on their own but meet only in "x y z": x y and y z have negative PMI
+    sentences = ["x y z"] * 3 + ["x x x x x x"] * 4 + ["y y y y y y"] * 4 + ["z z z z z z"] * 4
+    seqs = []
+    for text in sentences:
+        words = tuple(text.split())
+        ids = np.arange(len(words))
+        seqs.append(EncodedSeq(input_ids=ids, word_ids=ids, term_ids=np.full(len(words), -1), n_terms=0, words=words))
+    masker = PMIMasker(max_n=3, min_count=1, top_k=1000)
+    masker.initialize(seqs)
+    # 81 unigrams (27 of each word), 66 bigrams (3 "x y", 3 "y z"), 51 trigrams (3 "x y z")
+    p = {"x": 27 / 81, "y": 27 / 81, "z": 27 / 81, "xy": 3 / 66, "yz": 3 / 66, "xyz": 3 / 51}
+    splits = [log(p["xyz"] / (p["xy"] * p["z"])), log(p["xyz"] / (p["x"] * p["yz"])), log(p["xyz"] / (p["x"] * p["y"] * p["z"]))]
+    # the three-part split is the smallest, so a score over two-part splits only would be too high
+    assert splits[2] < min(splits[:2])
+    assert masker.ngrams[("x", "y", "z")] == pytest.approx(splits[2])
+    assert ("x", "y") not in masker.ngrams and masker.ngrams[("x", "x")] == pytest.approx(log((20 / 66) / (27 / 81) ** 2))
+
+
 def test_tokenizer_without_mask_token_is_rejected(tiny_tokenizer):
     with pytest.raises(ValueError, match="no mask token"):
         check_tokenizer(tiny_tokenizer("gpt2"))

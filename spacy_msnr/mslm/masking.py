@@ -294,9 +294,10 @@ class SpanMasker(Masker):
 class PMIMasker(Masker):
     """PMI masking (Levine et al., 2021): word n-grams with high PMI are masked as one unit.
 
-    `initialize` scores every n-gram (2..max_n words, seen at least `min_count` times) by the
-    smallest PMI over its splits into two parts, log p(ab) / (p(a) p(b)), and keeps the
-    `top_k` best. `sample` segments each sentence greedily into those n-grams (longest first)
+    `initialize` scores every n-gram (2..max_n words, seen at least `min_count` times) by
+    Levine et al.'s PMI_n: the smallest log p(w1..wn) / prod_s p(s) over every segmentation of
+    the n-gram into two or more contiguous parts s (p of a k-gram: its share of the k-grams),
+    and keeps the `top_k` best. `sample` segments each sentence greedily into those n-grams (longest first)
     and single words, then masks random units until about `rate` of the pieces are masked.
     """
 
@@ -319,11 +320,16 @@ class PMIMasker(Masker):
         def logp(gram: Tuple[str, ...]) -> float:
             return math.log(counts[len(gram)][gram] / totals[len(gram)])
 
+        def best_split(gram: Tuple[str, ...]) -> float:
+            """max over segmentations into 1+ parts of sum(log p(part)), by recursion on the first part."""
+            return max([logp(gram)] + [logp(gram[:k]) + best_split(gram[k:]) for k in range(1, len(gram))])
+
         scored = {}
         for n in range(2, self.max_n + 1):
             for gram, count in counts[n].items():
                 if count >= self.min_count:
-                    scored[gram] = min(logp(gram) - logp(gram[:k]) - logp(gram[k:]) for k in range(1, n))
+                    # min over 2+ part segmentations of log p(gram) - sum log p(part)
+                    scored[gram] = logp(gram) - max(logp(gram[:k]) + best_split(gram[k:]) for k in range(1, n))
         best = sorted(scored.items(), key=lambda kv: -kv[1])[: self.top_k]
         self.ngrams = {g: s for g, s in best if s > 0}
         if not self.ngrams:
