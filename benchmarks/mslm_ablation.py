@@ -3,20 +3,26 @@
     python benchmarks/mslm_ablation.py [--base DIR] [--datasets NCBI-disease-IOB BC5CDR-IOB]
         [--seeds 0 1 2] [--adapt-steps 30] [--ner-steps 100] [--train-limit 500] [--test-limit 300]
 
-For each dataset and seed, the base masked LM is adapted on the dataset's training split with
+For each seed and dataset, the base masked LM is adapted on the dataset's training split with
 (a) nothing, (b) uniform MLM, (c) span masking, (d) PMI masking, (e) MSLM, each for the same
 number of optimizer steps on the same batches; then `python -m spacy train configs/ner_trf.cfg`
 trains transformer+ner on each adapted model and `spacy evaluate` scores the test split. DS-term
 sensitivity (probability / top-1 of the gold wordpiece at masked DS-terms and generic words) is
-measured on the test split with identical masks for every model. Prints mean +- std over seeds
-as a table, writes results JSON and a PNG under --work (default benchmarks/work/mslm_ablation).
-Finished cells are cached in the results JSON, so an interrupted run continues where it stopped.
+measured on the test split with identical masks for every model. Prints mean ± std over seeds
+per dataset, and MSLM minus each baseline paired by seed, as a table; writes it (.md) and a PNG
+to --results. Finished cells are cached in one results JSON a dataset under --work (default
+benchmarks/work/mslm_ablation), so an interrupted run continues where it stopped, and two
+datasets can run side by side, one process a core:
 
-Without --base, a small BERT (4x256, 8000 pieces) is pretrained with uniform MLM on the PubMed
-abstracts for --base-steps steps and cached; its own MLM loss is printed beside the table. See
-../shared/docs/CALIBRATION.md: small CPU budgets teach such a base little, so differences
-between adaptations at smoke-test budgets are mostly noise. Use a real checkpoint (--base) and
-larger budgets, or a GPU (--gpu-id 0), for conclusions.
+    OMP_NUM_THREADS=1 python benchmarks/mslm_ablation.py --datasets NCBI-disease-IOB ... &
+    OMP_NUM_THREADS=1 python benchmarks/mslm_ablation.py --datasets BC5CDR-IOB ... &
+    python benchmarks/mslm_ablation.py --datasets NCBI-disease-IOB BC5CDR-IOB ... --report-only
+
+Without --base, a small BERT (--base-layers x 256, 8000 pieces) is pretrained with uniform MLM
+on the PubMed abstracts for --base-steps steps (at most --base-seconds) and cached; its own MLM
+loss is printed beside the table. See ../shared/docs/CALIBRATION.md: small CPU budgets teach
+such a base little, so differences between adaptations at CPU budgets are mostly noise. Use a
+real checkpoint (--base) and larger budgets, or a GPU (--gpu-id 0), for conclusions.
 """
 import argparse
 import json
@@ -41,6 +47,9 @@ METHODS: Dict[str, object] = {
     "pmi": ({"@msnr_maskers": "spacy_msnr.pmi_ngram.v1", "rate": 0.15, "max_n": 3, "replacement": "bert"}, "spacy_msnr.unweighted.v1"),
     "mslm": ({"@msnr_maskers": "spacy_msnr.mask_specific.v1", "elm_rate": 0.5, "blm_rate": 0.15, "replacement": "mask"}, "spacy_msnr.softmax_share.v1"),
 }
+#: Reported per dataset: test entity F1; probability and top-1 of the gold wordpiece at masked DS-terms; top-1 at generic words.
+METRICS = ("f1", "term_prob", "term_acc", "generic_acc")
+METRIC_NAMES = {"f1": "F1", "term_prob": "term p", "term_acc": "term top-1", "generic_acc": "generic top-1"}
 
 
 def run(cmd: List[str], log: Path) -> None:
@@ -72,13 +81,19 @@ def make_corpus(work: Path, dataset: str, train_limit: int, test_limit: int) -> 
 
 def make_base(work: Path, args: argparse.Namespace) -> Path:
     """The cached uniform-MLM base (built by `python -m spacy_msnr base` on PubMed abstracts)."""
-    base = work / f"base-{args.base_steps}"
+    base = work / base_name(args)
     if not (base / "config.json").exists():
         print(f"building the base model ({args.base_steps} MLM steps on PubMed abstracts) ...", flush=True)
         run([sys.executable, "-m", "spacy_msnr", "base", str(base), str(DATA / "pubmed" / "abstracts.jsonl"),
+             "--layers", str(args.base_layers), "--batch-size", str(args.base_batch_size), "--learning-rate", str(args.base_lr),
              "--max-steps", str(args.base_steps), "--max-seconds", str(args.base_seconds), "--gpu-id", str(args.gpu_id),
              "--resume"], work / "base.log")
     return base
+
+
+def base_name(args: argparse.Namespace) -> str:
+    """The cache folder of the built base: one per shape and budget."""
+    return f"base-l{args.base_layers}-b{args.base_batch_size}-s{args.base_steps}"
 
 
 def adapt(work: Path, base: Path, corpus: Path, method: str, seed: int, args: argparse.Namespace) -> Path:
@@ -143,54 +158,70 @@ def ner(work: Path, model_dir: Path, corpus: Path, tag: str, seed: int, args: ar
     return {"p": 100 * scores["ents_p"], "r": 100 * scores["ents_r"], "f1": 100 * scores["ents_f"]}
 
 
+def _cell(results: Dict[str, dict], dataset: str, method: str, seed: int, metric: str) -> float:
+    entry = results[f"{dataset}/{method}/{seed}"]
+    return entry["ner"]["f1"] if metric == "f1" else 100 * entry["sens"][metric]
+
+
 def summarise(results: Dict[str, dict], datasets: List[str], seeds: List[int]) -> List[List[str]]:
+    """One row a method: per dataset test F1 and DS-term / generic top-1 (mean ± std over seeds),
+    then rows of MSLM minus each baseline, paired by seed (same NER seed, same test masks)."""
     rows = []
     for method in METHODS:
         row = [method]
         for dataset in datasets:
-            f1 = [results[k]["ner"]["f1"] for k in (f"{dataset}/{method}/{s}" for s in seeds) if k in results]
-            row.append(_mean_std(f1))
-        for key in ("term_prob", "term_acc", "generic_acc"):
-            vals = [results[k]["sens"][key] for d in datasets for k in (f"{d}/{method}/{s}" for s in seeds) if k in results]
-            row.append(_mean_std(vals, scale=100))
+            for metric in METRICS:
+                row.append(_mean_std([_cell(results, dataset, method, s, metric) for s in seeds if f"{dataset}/{method}/{s}" in results]))
+        rows.append(row)
+    for method in [m for m in METHODS if m != "mslm"]:
+        row = [f"mslm - {method}"]
+        for dataset in datasets:
+            paired = [s for s in seeds if f"{dataset}/mslm/{s}" in results and f"{dataset}/{method}/{s}" in results]
+            for metric in METRICS:
+                row.append(_mean_std([_cell(results, dataset, "mslm", s, metric) - _cell(results, dataset, method, s, metric) for s in paired], signed=True))
         rows.append(row)
     return rows
 
 
-def _mean_std(values: List[float], scale: float = 1.0) -> str:
-    values = [v * scale for v in values if not math.isnan(v)]
+def _mean_std(values: List[float], signed: bool = False) -> str:
+    values = [v for v in values if not math.isnan(v)]
     if not values:
         return "-"
     spread = statistics.stdev(values) if len(values) > 1 else 0.0
-    return f"{statistics.mean(values):.2f} ± {spread:.2f} (n={len(values)})"
+    return f"{statistics.mean(values):{'+' if signed else ''}.2f} ± {spread:.2f}"
 
 
 def plot(results: Dict[str, dict], datasets: List[str], seeds: List[int], path: Path) -> None:
+    """Bars of mean ± std over seeds: test F1 (top row), DS-term and generic top-1 (bottom row)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, len(datasets) + 1, figsize=(4.5 * (len(datasets) + 1), 3.6))
     methods = list(METHODS)
-    for ax, dataset in zip(axes, datasets):
-        vals = [[results[f"{dataset}/{m}/{s}"]["ner"]["f1"] for s in seeds if f"{dataset}/{m}/{s}" in results] for m in methods]
-        ax.bar(methods, [statistics.mean(v) if v else 0 for v in vals],
-               yerr=[statistics.stdev(v) if len(v) > 1 else 0 for v in vals], capsize=4, color="#4c72b0")
-        ax.set_title(f"{dataset}: test F1")
-        ax.set_ylabel("entity F1 (%)")
-    ax = axes[-1]
-    for offset, (key, color) in enumerate((("term_acc", "#dd8452"), ("generic_acc", "#55a868"))):
-        vals = [[100 * results[f"{d}/{m}/{s}"]["sens"][key] for d in datasets for s in seeds if f"{d}/{m}/{s}" in results] for m in methods]
-        xs = [i + (offset - 0.5) * 0.38 for i in range(len(methods))]
-        ax.bar(xs, [statistics.mean(v) if v else 0 for v in vals], width=0.38, label=key.replace("_", " "),
-               yerr=[statistics.stdev(v) if len(v) > 1 else 0 for v in vals], capsize=3, color=color)
-    ax.set_xticks(range(len(methods)), methods)
-    ax.set_title("top-1 at masked positions (test)")
-    ax.set_ylabel("%")
-    ax.legend()
+    fig, axes = plt.subplots(2, len(datasets), figsize=(4.8 * len(datasets), 6.4), squeeze=False)
+
+    def stats(dataset: str, metric: str):
+        vals = [[_cell(results, dataset, m, s, metric) for s in seeds if f"{dataset}/{m}/{s}" in results] for m in methods]
+        return [statistics.mean(v) if v else 0 for v in vals], [statistics.stdev(v) if len(v) > 1 else 0 for v in vals]
+
+    for col, dataset in enumerate(datasets):
+        ax = axes[0][col]
+        mean, std = stats(dataset, "f1")
+        ax.bar(methods, mean, yerr=std, capsize=4, color="#4c72b0")
+        ax.set_title(f"{dataset}: test entity F1")
+        ax.set_ylabel("F1 (%)")
+        ax = axes[1][col]
+        for offset, (metric, color) in enumerate((("term_acc", "#dd8452"), ("generic_acc", "#55a868"))):
+            mean, std = stats(dataset, metric)
+            xs = [i + (offset - 0.5) * 0.38 for i in range(len(methods))]
+            ax.bar(xs, mean, width=0.38, yerr=std, capsize=3, color=color, label=METRIC_NAMES[metric])
+        ax.set_xticks(range(len(methods)), methods)
+        ax.set_title(f"{dataset}: top-1 at masked positions (test)")
+        ax.set_ylabel("%")
+        ax.legend()
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    fig.savefig(path, dpi=110)
 
 
 def main() -> None:
@@ -198,6 +229,9 @@ def main() -> None:
     parser.add_argument("--base", type=Path, help="masked LM directory to adapt (default: build and cache a small one)")
     parser.add_argument("--base-steps", type=int, default=300, help="MLM steps for the built base")
     parser.add_argument("--base-seconds", type=float, default=300, help="wall-clock cap for building the base")
+    parser.add_argument("--base-layers", type=int, default=4, help="transformer layers of the built base (256 wide)")
+    parser.add_argument("--base-batch-size", type=int, default=16, help="sequences of 128 pieces a base pretraining step")
+    parser.add_argument("--base-lr", type=float, default=5e-4, help="peak learning rate of base pretraining")
     parser.add_argument("--datasets", nargs="+", default=["NCBI-disease-IOB", "BC5CDR-IOB"])
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=list(METHODS))
@@ -216,34 +250,46 @@ def main() -> None:
     work = args.work
     (work / "logs").mkdir(parents=True, exist_ok=True)
     args.results.mkdir(parents=True, exist_ok=True)
-    budget = f"a{args.adapt_steps}-n{args.ner_steps}-t{args.train_limit}"
-    store = work / f"results-{budget}.json"
-    results: Dict[str, dict] = json.loads(store.read_text()) if store.exists() else {}
-    base = args.base or (work / f"base-{args.base_steps}" if args.report_only else make_base(work, args))
+    base = args.base or (work / base_name(args) if args.report_only else make_base(work, args))
     base_info = base / "msnr_base.json"
+    base_note = ""
     if base_info.exists():
         info = json.loads(base_info.read_text())
-        print(f"base: {base} | {info.get('objective', 'mlm')} loss {info.get('final_loss')} after {info.get('steps')} steps", flush=True)
-    for dataset in [] if args.report_only else args.datasets:
-        corpus = make_corpus(work, dataset, args.train_limit, args.test_limit)
-        for seed in args.seeds:
+        base_note = (f"({info.get('num_layers')}x{info.get('hidden_size')} {info.get('family')}, {info.get('parameters', 0):,} params, "
+                     f"{info.get('objective', 'mlm')} loss {info.get('initial_loss')} -> {info.get('final_loss')} after {info.get('steps')} steps "
+                     f"on {info.get('train_tokens', 0):,} tokens)")
+        print(f"base: {base} {base_note}", flush=True)
+    budget = f"{base.name}-a{args.adapt_steps}-n{args.ner_steps}-t{args.train_limit}-e{args.test_limit}"
+    # One results file a dataset, so runs on different datasets can go side by side (one per core).
+    stores = {d: work / f"results-{budget}-{d}.json" for d in args.datasets}
+    results: Dict[str, dict] = {}
+    for store in stores.values():
+        if store.exists():
+            results.update(json.loads(store.read_text()))
+    for seed in [] if args.report_only else args.seeds:
+        for dataset in args.datasets:
+            corpus = make_corpus(work, dataset, args.train_limit, args.test_limit)
             for method in args.methods:
                 key = f"{dataset}/{method}/{seed}"
-                if key in results or args.report_only:
+                if key in results:
                     continue
                 model_dir = adapt(work, base, corpus, method, seed, args)
                 sens = sensitivity(model_dir, corpus, args.test_limit)
                 scores = ner(work, model_dir, corpus, f"{corpus.name}-{method}-s{seed}", seed, args)
                 results[key] = {"ner": scores, "sens": sens}
-                store.write_text(json.dumps(results, indent=1))
+                mine = {k: v for k, v in results.items() if k.startswith(f"{dataset}/")}
+                tmp = stores[dataset].with_suffix(".tmp")
+                tmp.write_text(json.dumps(mine, indent=1))
+                tmp.replace(stores[dataset])
                 print(f"{key}: F1 {scores['f1']:.2f} | term acc {100 * sens['term_acc']:.2f} | term prob {100 * sens['term_prob']:.3f}"
                       f" | generic acc {100 * sens['generic_acc']:.2f}", flush=True)
     from wasabi import table
 
-    header = ["adaptation"] + [f"{d} test F1" for d in args.datasets] + ["DS-term prob %", "DS-term top-1 %", "generic top-1 %"]
+    header = ["adaptation"] + [f"{d.replace('-IOB', '')} {METRIC_NAMES[m]}" for d in args.datasets for m in METRICS]
     text = table(summarise(results, args.datasets, args.seeds), header=header, divider=True)
-    note = (f"\nbudget: adapt {args.adapt_steps} steps x {args.adapt_batch} wordpieces, NER {args.ner_steps} steps, "
-            f"{args.train_limit or 'all'} train / {args.test_limit or 'all'} test sentences, seeds {args.seeds}, base {base}\n")
+    note = (f"\nmean ± std over seeds {args.seeds}, in %; 'mslm - X' rows: per-seed differences (same NER seed, same test masks)."
+            f"\nbudget: adapt {args.adapt_steps} steps x {args.adapt_batch} wordpieces (lr {args.adapt_lr}), NER {args.ner_steps} steps, "
+            f"{args.train_limit or 'all'} train / {args.test_limit or 'all'} dev+test sentences\nbase: {base} {base_note}\n")
     print(text + note)
     (args.results / f"mslm_ablation-{budget}.md").write_text(text + note, encoding="utf8")
     try:
