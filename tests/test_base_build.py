@@ -53,7 +53,11 @@ def test_resume_continues_from_the_checkpoint(tmp_path, text_file, monkeypatch):
     checkpoints = tmp_path / "resumed.checkpoints"
     first_log = json.loads((checkpoints / "checkpoint-8" / "trainer_state.json").read_text())["log_history"]
     second = build_base(resumed, [text_file], max_steps=16, save_steps=8, resume=True, **SIZES)
-    assert second["steps"] == 16
+    assert second["steps"] == 16 and second["steps_this_session"] == 8
+    # the resumed session's speed counts its own 8 steps: 8 * batch * block tokens over its time
+    assert second["tokens_per_second"] == pytest.approx(8 * 8 * 64 / second["seconds"], rel=0.01)
+    logged = [e["loss"] for e in json.loads((checkpoints / "checkpoint-16" / "trainer_state.json").read_text())["log_history"] if "loss" in e]
+    assert second["mean_loss"] == pytest.approx(sum(logged) / len(logged)) and second["initial_loss"] == logged[0]
     a = AutoModelForMaskedLM.from_pretrained(straight).state_dict()
     b = AutoModelForMaskedLM.from_pretrained(resumed).state_dict()
     assert a.keys() == b.keys()

@@ -55,6 +55,17 @@ class TimeBudget(TrainerCallback):
         return control
 
 
+class StartStep(TrainerCallback):
+    """Remembers the step a run starts at (after a checkpoint is loaded), so a resumed run's
+    speed counts only the steps it trained itself."""
+
+    step = 0
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        self.step = state.global_step
+        return control
+
+
 def pretrain(
     model: PreTrainedModel,
     tokenizer: PreTrainedTokenizerBase,
@@ -87,21 +98,25 @@ def pretrain(
         report_to=[], use_cpu=not gpu, bf16=gpu and torch.cuda.is_bf16_supported(), dataloader_num_workers=0,
         disable_tqdm=False,
     )
-    callbacks = [TimeBudget(max_seconds)] if max_seconds else []
+    start_step = StartStep()
+    callbacks = [start_step] + ([TimeBudget(max_seconds)] if max_seconds else [])
     trainer = Trainer(model=model, args=args, train_dataset=data, data_collator=collator, callbacks=callbacks)
     has_checkpoint = resume and any(Path(checkpoint_dir).glob("checkpoint-*"))
     start = time.monotonic()
     output = trainer.train(resume_from_checkpoint=True if has_checkpoint else None)
     seconds = time.monotonic() - start
-    steps_run = output.global_step
+    steps_run = output.global_step - start_step.step
+    # the log history (restored on resume) covers the whole run; Trainer's own training_loss
+    # divides only this session's loss by all the steps
     losses = [entry["loss"] for entry in trainer.state.log_history if "loss" in entry]
     return {
         "initial_loss": float(losses[0]) if losses else float(output.training_loss),
-        "mean_loss": float(output.training_loss),
+        "mean_loss": float(sum(losses) / len(losses)) if losses else float(output.training_loss),
         "final_loss": float(losses[-1]) if losses else float(output.training_loss),
-        "steps": int(steps_run),
+        "steps": int(output.global_step),
+        "steps_this_session": int(steps_run),
         "objective": "masked-lm" if masked else "causal-lm",
         "train_tokens": data.n_tokens,
-        "seconds": round(seconds, 1),
+        "seconds": round(seconds, 3),
         "tokens_per_second": round(steps_run * batch_size * block_size / max(seconds, 1e-9), 1),
     }
