@@ -28,11 +28,12 @@ import argparse
 import json
 import math
 import os
+import shutil
 import statistics
 import subprocess
 import sys
 from pathlib import Path
-from typing import Dict, List
+from typing import Dict, List, Optional
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
@@ -47,6 +48,8 @@ METHODS: Dict[str, object] = {
     "pmi": ({"@msnr_maskers": "spacy_msnr.pmi_ngram.v1", "rate": 0.15, "max_n": 3, "replacement": "bert"}, "spacy_msnr.unweighted.v1"),
     "mslm": ({"@msnr_maskers": "spacy_msnr.mask_specific.v1", "elm_rate": 0.5, "blm_rate": 0.15, "replacement": "mask"}, "spacy_msnr.softmax_share.v1"),
 }
+#: spaCy's CNN ner (no transformer) trained for the same steps: the peer beside every NER figure.
+PEER = "spacy_cnn"
 #: Reported per dataset: test entity F1; probability and top-1 of the gold wordpiece at masked DS-terms; top-1 at generic words.
 METRICS = ("f1", "term_prob", "term_acc", "generic_acc")
 METRIC_NAMES = {"f1": "F1", "term_prob": "term p", "term_acc": "term top-1", "generic_acc": "generic top-1"}
@@ -137,22 +140,29 @@ def sensitivity(model_dir: Path, corpus: Path, limit: int) -> Dict[str, float]:
     return ds_term_sensitivity(model, encode(docs, model.attrs["tokenizer"], GoldTerms(), 128), seed=1234)
 
 
-def ner(work: Path, model_dir: Path, corpus: Path, tag: str, seed: int, args: argparse.Namespace) -> Dict[str, float]:
-    """Train transformer+ner on `model_dir` and return the test P/R/F1 of the best model."""
+def ner(work: Path, model_dir: Optional[Path], corpus: Path, tag: str, seed: int, args: argparse.Namespace) -> Dict[str, float]:
+    """Train transformer+ner on `model_dir` (or spaCy's CNN ner, the peer, when None) for
+    --ner-steps steps and return the test P/R/F1 of the best model."""
     out = work / "ner" / tag
     metrics = out / "test_metrics.json"
     if not metrics.exists():
-        cmd = [sys.executable, "-m", "spacy", "train", str(ROOT / "configs" / "ner_trf.cfg"), "--output", str(out),
-               "--paths.train", str(corpus / "train.spacy"), "--paths.dev", str(corpus / "dev.spacy"),
-               "--paths.base_model", str(model_dir), "--training.max_steps", str(args.ner_steps),
-               "--training.eval_frequency", str(max(10, args.ner_steps // 4)), "--system.seed", str(seed),
-               "--training.optimizer.learn_rate.warmup_steps", str(max(1, args.ner_steps // 10)), "--gpu-id", str(args.gpu_id)]
+        common = ["--output", str(out), "--paths.train", str(corpus / "train.spacy"), "--paths.dev", str(corpus / "dev.spacy"),
+                  "--training.max_steps", str(args.ner_steps), "--training.eval_frequency", str(max(10, args.ner_steps // 4)),
+                  "--system.seed", str(seed), "--gpu-id", str(args.gpu_id)]
+        if model_dir is None:
+            config = work / "cnn.cfg"
+            if not config.exists():
+                from spacy.cli.init_config import init_config
+
+                init_config(lang="en", pipeline=["ner"], optimize="efficiency", gpu=False).to_disk(config)
+            cmd = [sys.executable, "-m", "spacy", "train", str(config)] + common
+        else:
+            cmd = [sys.executable, "-m", "spacy", "train", str(ROOT / "configs" / "ner_trf.cfg")] + common + [
+                "--paths.base_model", str(model_dir), "--training.optimizer.learn_rate.warmup_steps", str(max(1, args.ner_steps // 10))]
         run(cmd, work / "logs" / f"ner-{tag}.log")
         run([sys.executable, "-m", "spacy", "evaluate", str(out / "model-best"), str(corpus / "test.spacy"),
              "--output", str(metrics), "--gpu-id", str(args.gpu_id)], work / "logs" / f"eval-{tag}.log")
         for sub in ("model-best", "model-last"):  # keep the scores, not 5 x seeds copies of the weights
-            import shutil
-
             shutil.rmtree(out / sub, ignore_errors=True)
     scores = json.loads(metrics.read_text())
     return {"p": 100 * scores["ents_p"], "r": 100 * scores["ents_r"], "f1": 100 * scores["ents_f"]}
@@ -173,6 +183,10 @@ def summarise(results: Dict[str, dict], datasets: List[str], seeds: List[int]) -
             for metric in METRICS:
                 row.append(_mean_std([_cell(results, dataset, method, s, metric) for s in seeds if f"{dataset}/{method}/{s}" in results]))
         rows.append(row)
+    row = [f"{PEER} (peer)"]
+    for dataset in datasets:
+        row.extend(_mean_std([_cell(results, dataset, PEER, s, m) for s in seeds if f"{dataset}/{PEER}/{s}" in results]) for m in METRICS)
+    rows.append(row)
     for method in [m for m in METHODS if m != "mslm"]:
         row = [f"mslm - {method}"]
         for dataset in datasets:
@@ -201,19 +215,19 @@ def plot(results: Dict[str, dict], datasets: List[str], seeds: List[int], path: 
     methods = list(METHODS)
     fig, axes = plt.subplots(2, len(datasets), figsize=(4.8 * len(datasets), 6.4), squeeze=False)
 
-    def stats(dataset: str, metric: str):
-        vals = [[_cell(results, dataset, m, s, metric) for s in seeds if f"{dataset}/{m}/{s}" in results] for m in methods]
+    def stats(dataset: str, metric: str, names: List[str]):
+        vals = [[_cell(results, dataset, m, s, metric) for s in seeds if f"{dataset}/{m}/{s}" in results] for m in names]
         return [statistics.mean(v) if v else 0 for v in vals], [statistics.stdev(v) if len(v) > 1 else 0 for v in vals]
 
     for col, dataset in enumerate(datasets):
         ax = axes[0][col]
-        mean, std = stats(dataset, "f1")
-        ax.bar(methods, mean, yerr=std, capsize=4, color="#4c72b0")
+        mean, std = stats(dataset, "f1", methods + [PEER])
+        ax.bar(methods + [f"{PEER}\n(peer)"], mean, yerr=std, capsize=4, color=["#4c72b0"] * len(methods) + ["#8c8c8c"])
         ax.set_title(f"{dataset}: test entity F1")
         ax.set_ylabel("F1 (%)")
         ax = axes[1][col]
         for offset, (metric, color) in enumerate((("term_acc", "#dd8452"), ("generic_acc", "#55a868"))):
-            mean, std = stats(dataset, metric)
+            mean, std = stats(dataset, metric, methods)
             xs = [i + (offset - 0.5) * 0.38 for i in range(len(methods))]
             ax.bar(xs, mean, width=0.38, yerr=std, capsize=3, color=color, label=METRIC_NAMES[metric])
         ax.set_xticks(range(len(methods)), methods)
@@ -222,6 +236,13 @@ def plot(results: Dict[str, dict], datasets: List[str], seeds: List[int], path: 
         ax.legend()
     fig.tight_layout()
     fig.savefig(path, dpi=110)
+
+
+def save(results: Dict[str, dict], dataset: str, store: Path) -> None:
+    """Write the dataset's finished cells (atomically: a crash never loses the file)."""
+    tmp = store.with_suffix(".tmp")
+    tmp.write_text(json.dumps({k: v for k, v in results.items() if k.startswith(f"{dataset}/")}, indent=1))
+    tmp.replace(store)
 
 
 def main() -> None:
@@ -242,6 +263,7 @@ def main() -> None:
     parser.add_argument("--train-limit", type=int, default=500, help="training sentences (0: all)")
     parser.add_argument("--test-limit", type=int, default=300, help="dev and test sentences (0: all)")
     parser.add_argument("--gpu-id", type=int, default=-1)
+    parser.add_argument("--no-peer", action="store_true", help=f"skip the {PEER} peer (spaCy's CNN ner, same steps)")
     parser.add_argument("--report-only", action="store_true", help="print the table of the cells finished so far")
     parser.add_argument("--work", type=Path, default=ROOT / "benchmarks" / "work" / "mslm_ablation")
     parser.add_argument("--results", type=Path, default=ROOT / "benchmarks" / "results")
@@ -277,12 +299,15 @@ def main() -> None:
                 sens = sensitivity(model_dir, corpus, args.test_limit)
                 scores = ner(work, model_dir, corpus, f"{corpus.name}-{method}-s{seed}", seed, args)
                 results[key] = {"ner": scores, "sens": sens}
-                mine = {k: v for k, v in results.items() if k.startswith(f"{dataset}/")}
-                tmp = stores[dataset].with_suffix(".tmp")
-                tmp.write_text(json.dumps(mine, indent=1))
-                tmp.replace(stores[dataset])
+                save(results, dataset, stores[dataset])
                 print(f"{key}: F1 {scores['f1']:.2f} | term acc {100 * sens['term_acc']:.2f} | term prob {100 * sens['term_prob']:.3f}"
                       f" | generic acc {100 * sens['generic_acc']:.2f}", flush=True)
+            key = f"{dataset}/{PEER}/{seed}"
+            if not args.no_peer and key not in results:
+                scores = ner(work, None, corpus, f"{corpus.name}-{PEER}-s{seed}", seed, args)
+                results[key] = {"ner": scores, "sens": {m: float("nan") for m in METRICS if m != "f1"}}
+                save(results, dataset, stores[dataset])
+                print(f"{key}: F1 {scores['f1']:.2f}", flush=True)
     from wasabi import table
 
     header = ["adaptation"] + [f"{d.replace('-IOB', '')} {METRIC_NAMES[m]}" for d in args.datasets for m in METRICS]
