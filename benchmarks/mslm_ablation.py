@@ -104,7 +104,8 @@ def adapt(work: Path, base: Path, corpus: Path, method: str, seed: int, args: ar
     if METHODS[method] is None:
         return base
     masker, weighting = METHODS[method]
-    out = work / "adapted" / f"{corpus.name}-{method}-s{seed}"
+    # cached per base and adaptation budget, so a run with other settings never reuses it
+    out = work / "adapted" / f"{base.name}-a{args.adapt_steps}-lr{args.adapt_lr}-b{args.adapt_batch}" / f"{corpus.name}-{method}-s{seed}"
     if (out / "config.json").exists():
         return out
     from spacy_msnr.mslm.train import load_config, train
@@ -159,9 +160,10 @@ def ner(work: Path, model_dir: Optional[Path], corpus: Path, tag: str, seed: int
         else:
             cmd = [sys.executable, "-m", "spacy", "train", str(ROOT / "configs" / "ner_trf.cfg")] + common + [
                 "--paths.base_model", str(model_dir), "--training.optimizer.learn_rate.warmup_steps", str(max(1, args.ner_steps // 10))]
-        run(cmd, work / "logs" / f"ner-{tag}.log")
+        log = work / "logs" / tag.replace("/", "_")
+        run(cmd, log.with_name(f"ner-{log.name}.log"))
         run([sys.executable, "-m", "spacy", "evaluate", str(out / "model-best"), str(corpus / "test.spacy"),
-             "--output", str(metrics), "--gpu-id", str(args.gpu_id)], work / "logs" / f"eval-{tag}.log")
+             "--output", str(metrics), "--gpu-id", str(args.gpu_id)], log.with_name(f"eval-{log.name}.log"))
         for sub in ("model-best", "model-last"):  # keep the scores, not 5 x seeds copies of the weights
             shutil.rmtree(out / sub, ignore_errors=True)
     scores = json.loads(metrics.read_text())
@@ -281,7 +283,8 @@ def main() -> None:
                      f"{info.get('objective', 'mlm')} loss {info.get('initial_loss')} -> {info.get('final_loss')} after {info.get('steps')} steps "
                      f"on {info.get('train_tokens', 0):,} tokens)")
         print(f"base: {base} {base_note}", flush=True)
-    budget = f"{base.name}-a{args.adapt_steps}-n{args.ner_steps}-t{args.train_limit}-e{args.test_limit}"
+    budget = (f"{base.name}-a{args.adapt_steps}x{args.adapt_batch}-lr{args.adapt_lr}-n{args.ner_steps}"
+              f"-t{args.train_limit}-e{args.test_limit}")
     # One results file a dataset, so runs on different datasets can go side by side (one per core).
     stores = {d: work / f"results-{budget}-{d}.json" for d in args.datasets}
     results: Dict[str, dict] = {}
@@ -297,14 +300,14 @@ def main() -> None:
                     continue
                 model_dir = adapt(work, base, corpus, method, seed, args)
                 sens = sensitivity(model_dir, corpus, args.test_limit)
-                scores = ner(work, model_dir, corpus, f"{corpus.name}-{method}-s{seed}", seed, args)
+                scores = ner(work, model_dir, corpus, f"{budget}/{corpus.name}-{method}-s{seed}", seed, args)
                 results[key] = {"ner": scores, "sens": sens}
                 save(results, dataset, stores[dataset])
                 print(f"{key}: F1 {scores['f1']:.2f} | term acc {100 * sens['term_acc']:.2f} | term prob {100 * sens['term_prob']:.3f}"
                       f" | generic acc {100 * sens['generic_acc']:.2f}", flush=True)
             key = f"{dataset}/{PEER}/{seed}"
             if not args.no_peer and key not in results:
-                scores = ner(work, None, corpus, f"{corpus.name}-{PEER}-s{seed}", seed, args)
+                scores = ner(work, None, corpus, f"{budget}/{corpus.name}-{PEER}-s{seed}", seed, args)
                 results[key] = {"ner": scores, "sens": {m: float("nan") for m in METRICS if m != "f1"}}
                 save(results, dataset, stores[dataset])
                 print(f"{key}: F1 {scores['f1']:.2f}", flush=True)
