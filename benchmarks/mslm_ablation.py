@@ -12,7 +12,8 @@ measured on the test split with identical masks for every model. Prints mean ± 
 per dataset, and MSLM minus each baseline paired by seed, as a table; writes it (.md) and a PNG
 to --results. Finished cells are cached in one results JSON a dataset under --work (default
 benchmarks/work/mslm_ablation), so an interrupted run continues where it stopped, and two
-datasets can run side by side, one process a core:
+datasets can run side by side, one process a core, once the base exists (build it first, or
+give --base; the two processes would otherwise both build it):
 
     OMP_NUM_THREADS=1 python benchmarks/mslm_ablation.py --datasets NCBI-disease-IOB ... &
     OMP_NUM_THREADS=1 python benchmarks/mslm_ablation.py --datasets BC5CDR-IOB ... &
@@ -25,6 +26,7 @@ such a base little, so differences between adaptations at CPU budgets are mostly
 real checkpoint (--base) and larger budgets, or a GPU (--gpu-id 0), for conclusions.
 """
 import argparse
+import hashlib
 import json
 import math
 import os
@@ -96,7 +98,7 @@ def make_base(work: Path, args: argparse.Namespace) -> Path:
 
 def base_name(args: argparse.Namespace) -> str:
     """The cache folder of the built base: one per shape and budget."""
-    return f"base-l{args.base_layers}-b{args.base_batch_size}-s{args.base_steps}"
+    return f"base-l{args.base_layers}-b{args.base_batch_size}-lr{args.base_lr}-s{args.base_steps}-t{args.base_seconds:g}"
 
 
 def adapt(work: Path, base: Path, corpus: Path, method: str, seed: int, args: argparse.Namespace) -> Path:
@@ -105,7 +107,8 @@ def adapt(work: Path, base: Path, corpus: Path, method: str, seed: int, args: ar
         return base
     masker, weighting = METHODS[method]
     # cached per base and adaptation budget, so a run with other settings never reuses it
-    out = work / "adapted" / f"{base.name}-a{args.adapt_steps}-lr{args.adapt_lr}-b{args.adapt_batch}" / f"{corpus.name}-{method}-s{seed}"
+    base_tag = f"{base.name}-{hashlib.sha1(str(base.resolve()).encode()).hexdigest()[:6]}"
+    out = work / "adapted" / f"{base_tag}-a{args.adapt_steps}x{args.adapt_batch}-lr{args.adapt_lr}" / f"{corpus.name}-{method}-s{seed}"
     if (out / "config.json").exists():
         return out
     from spacy_msnr.mslm.train import load_config, train
@@ -124,7 +127,7 @@ def adapt(work: Path, base: Path, corpus: Path, method: str, seed: int, args: ar
     return out
 
 
-def sensitivity(model_dir: Path, corpus: Path, limit: int) -> Dict[str, float]:
+def sensitivity(model_dir: Path, corpus: Path) -> Dict[str, float]:
     """DS-term sensitivity of `model_dir` on the test split (same masks for every model)."""
     from spacy.util import registry
     from spacy.vocab import Vocab
@@ -137,7 +140,7 @@ def sensitivity(model_dir: Path, corpus: Path, limit: int) -> Dict[str, float]:
     cfg = Config({"model": {"@architectures": "spacy_msnr.MaskSpecificMLM.v1", "name": str(model_dir),
                             "masker": METHODS["mslm"][0], "weighting": {"@msnr_weightings": "spacy_msnr.unweighted.v1"}}})
     model = registry.resolve(cfg)["model"]
-    docs = read_docs(corpus / "test.spacy", Vocab())[:limit]
+    docs = read_docs(corpus / "test.spacy", Vocab())  # already cut to --test-limit by make_corpus
     return ds_term_sensitivity(model, encode(docs, model.attrs["tokenizer"], GoldTerms(), 128), seed=1234)
 
 
@@ -155,7 +158,10 @@ def ner(work: Path, model_dir: Optional[Path], corpus: Path, tag: str, seed: int
             if not config.exists():
                 from spacy.cli.init_config import init_config
 
-                init_config(lang="en", pipeline=["ner"], optimize="efficiency", gpu=False).to_disk(config)
+                from spacy_msnr.util import atomic_write_bytes
+
+                cnn = init_config(lang="en", pipeline=["ner"], optimize="efficiency", gpu=False)
+                atomic_write_bytes(config, cnn.to_str().encode("utf8"))  # a process beside may read it
             cmd = [sys.executable, "-m", "spacy", "train", str(config)] + common
         else:
             cmd = [sys.executable, "-m", "spacy", "train", str(ROOT / "configs" / "ner_trf.cfg")] + common + [
@@ -204,7 +210,7 @@ def _mean_std(values: List[float], signed: bool = False) -> str:
     if not values:
         return "-"
     spread = statistics.stdev(values) if len(values) > 1 else 0.0
-    return f"{statistics.mean(values):{'+' if signed else ''}.2f} ± {spread:.2f}"
+    return f"{statistics.mean(values):{'+' if signed else ''}.2f} ± {spread:.2f} (n={len(values)})"
 
 
 def plot(results: Dict[str, dict], datasets: List[str], seeds: List[int], path: Path) -> None:
@@ -283,7 +289,9 @@ def main() -> None:
                      f"{info.get('objective', 'mlm')} loss {info.get('initial_loss')} -> {info.get('final_loss')} after {info.get('steps')} steps "
                      f"on {info.get('train_tokens', 0):,} tokens)")
         print(f"base: {base} {base_note}", flush=True)
-    budget = (f"{base.name}-a{args.adapt_steps}x{args.adapt_batch}-lr{args.adapt_lr}-n{args.ner_steps}"
+    # cells are cached per base (its folder name and a hash of its path) and budget
+    base_tag = f"{base.name}-{hashlib.sha1(str(base.resolve()).encode()).hexdigest()[:6]}"
+    budget = (f"{base_tag}-a{args.adapt_steps}x{args.adapt_batch}-lr{args.adapt_lr}-n{args.ner_steps}"
               f"-t{args.train_limit}-e{args.test_limit}")
     # One results file a dataset, so runs on different datasets can go side by side (one per core).
     stores = {d: work / f"results-{budget}-{d}.json" for d in args.datasets}
@@ -299,7 +307,7 @@ def main() -> None:
                 if key in results:
                     continue
                 model_dir = adapt(work, base, corpus, method, seed, args)
-                sens = sensitivity(model_dir, corpus, args.test_limit)
+                sens = sensitivity(model_dir, corpus)
                 scores = ner(work, model_dir, corpus, f"{budget}/{corpus.name}-{method}-s{seed}", seed, args)
                 results[key] = {"ner": scores, "sens": sens}
                 save(results, dataset, stores[dataset])
@@ -315,7 +323,7 @@ def main() -> None:
 
     header = ["adaptation"] + [f"{d.replace('-IOB', '')} {METRIC_NAMES[m]}" for d in args.datasets for m in METRICS]
     text = table(summarise(results, args.datasets, args.seeds), header=header, divider=True)
-    note = (f"\nmean ± std over seeds {args.seeds}, in %; 'mslm - X' rows: per-seed differences (same NER seed, same test masks)."
+    note = (f"\nmean ± std over seeds {args.seeds} (n = seeds finished), in %; 'mslm - X' rows: per-seed differences (same NER seed, same test masks)."
             f"\nbudget: adapt {args.adapt_steps} steps x {args.adapt_batch} wordpieces (lr {args.adapt_lr}), NER {args.ner_steps} steps, "
             f"{args.train_limit or 'all'} train / {args.test_limit or 'all'} dev+test sentences\nbase: {base} {base_note}\n")
     print(text + note)

@@ -1,4 +1,5 @@
 """Small helpers shared across the package."""
+import os
 import shutil
 from contextlib import contextmanager
 from pathlib import Path
@@ -35,6 +36,6 @@ def atomic_write_bytes(path: Union[str, Path], data: bytes) -> None:
     """Write `data` to `path` through a temporary file, so a crash never leaves half a file."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".partial")
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.partial")  # one per process: writers beside never share it
     tmp.write_bytes(data)
     tmp.replace(path)

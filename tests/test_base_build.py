@@ -56,8 +56,11 @@ def test_resume_continues_from_the_checkpoint(tmp_path, text_file, monkeypatch):
     assert second["steps"] == 16 and second["steps_this_session"] == 8
     # the resumed session's speed counts its own 8 steps: 8 * batch * block tokens over its time
     assert second["tokens_per_second"] == pytest.approx(8 * 8 * 64 / second["seconds"], rel=0.01)
+    # one log entry a step here, so the window-weighted mean is the plain mean of the 16 entries
     logged = [e["loss"] for e in json.loads((checkpoints / "checkpoint-16" / "trainer_state.json").read_text())["log_history"] if "loss" in e]
+    assert len(logged) == 16
     assert second["mean_loss"] == pytest.approx(sum(logged) / len(logged)) and second["initial_loss"] == logged[0]
+
     a = AutoModelForMaskedLM.from_pretrained(straight).state_dict()
     b = AutoModelForMaskedLM.from_pretrained(resumed).state_dict()
     assert a.keys() == b.keys()
@@ -66,6 +69,13 @@ def test_resume_continues_from_the_checkpoint(tmp_path, text_file, monkeypatch):
     state = json.loads((checkpoints / "checkpoint-16" / "trainer_state.json").read_text())
     assert state["global_step"] == 16
     assert state["log_history"][: len(first_log)] == first_log
+
+
+def test_window_mean_weights_each_logged_loss_by_its_steps():
+    from spacy_msnr.base.pretrain import _window_mean
+
+    # losses logged at steps 30, 60 and 71 (a time limit stopped the run at an odd step)
+    assert _window_mean([(30, 6.0), (60, 5.0), (71, 4.0)]) == pytest.approx((30 * 6 + 30 * 5 + 11 * 4) / 71)
 
 
 def test_causal_family_from_cli(tmp_path, text_file):

@@ -50,7 +50,7 @@ def test_train_writes_a_transformers_directory_and_log(family, corpus, tiny_mode
 
     out = tmp_path / "mslm"
     log = train(config_for(corpus, tiny_model_dir(family)), out, show_progress=False)
-    assert log["steps"] == 6 and [h["step"] for h in log["history"]] == [3, 6]
+    assert log["steps"] == 6 and [h["step"] for h in log["history"]] == [3, 6] and log["final_learn_rate"] == 0.0
     assert log["train_ds_terms"] > 0 and 0 <= log["history"][-1]["dev_term_acc"] <= 1
     assert json.loads((out / "mslm_log.json").read_text())["steps"] == 6
     assert (out / "model.safetensors").exists() and not (out / "checkpoint").exists()
@@ -183,6 +183,8 @@ def test_max_epochs_without_max_steps_runs_whole_epochs(corpus, tiny_model_dir, 
     # each epoch packs the corpus in its own seeded order (seed 0): one optimizer step a batch
     n_batches = [len(pack(lengths, np.random.default_rng([0, epoch]).permutation(len(lengths)), 400)) for epoch in (0, 1)]
     assert log["epochs"] == 2 and log["steps"] == sum(n_batches)
+    # the learning rate decays to 0 at the last step of the last epoch, as with max_steps
+    assert log["final_learn_rate"] == 0.0
     # the run ends with one evaluation at its last step, and the full corpus went through twice
     assert [h["step"] for h in log["history"]] == [log["steps"]]
     assert log["wordpieces"] == 2 * sum(lengths)

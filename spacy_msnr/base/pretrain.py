@@ -1,7 +1,7 @@
 """Bounded masked-LM or causal-LM pretraining of a base model with HF's Trainer (resumable)."""
 import time
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import torch
 from transformers import (
@@ -106,12 +106,11 @@ def pretrain(
     output = trainer.train(resume_from_checkpoint=True if has_checkpoint else None)
     seconds = time.monotonic() - start
     steps_run = output.global_step - start_step.step
-    # the log history (restored on resume) covers the whole run; Trainer's own training_loss
-    # divides only this session's loss by all the steps
-    losses = [entry["loss"] for entry in trainer.state.log_history if "loss" in entry]
+    logged = [(entry["step"], entry["loss"]) for entry in trainer.state.log_history if "loss" in entry]
+    losses = [loss for _, loss in logged]
     return {
         "initial_loss": float(losses[0]) if losses else float(output.training_loss),
-        "mean_loss": float(sum(losses) / len(losses)) if losses else float(output.training_loss),
+        "mean_loss": float(output.training_loss) if not start_step.step else _window_mean(logged),
         "final_loss": float(losses[-1]) if losses else float(output.training_loss),
         "steps": int(output.global_step),
         "steps_this_session": int(steps_run),
@@ -120,3 +119,16 @@ def pretrain(
         "seconds": round(seconds, 3),
         "tokens_per_second": round(steps_run * batch_size * block_size / max(seconds, 1e-9), 1),
     }
+
+
+def _window_mean(logged: Sequence[Tuple[int, float]]) -> float:
+    """Mean loss of a resumed run from its log (restored on resume): each logged value is the
+    mean over the steps since the one before, so it is weighted by that window. (Trainer's own
+    training_loss divides only this session's loss by all the steps.)"""
+    total = steps = 0
+    previous = 0
+    for step, loss in logged:
+        total += loss * (step - previous)
+        steps += step - previous
+        previous = step
+    return float(total / steps) if steps else float("nan")

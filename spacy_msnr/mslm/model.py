@@ -269,6 +269,9 @@ def save_pretrained(model: Model, path: Union[str, Path]) -> None:
     if tagger is not None:
         save_file({k: v.detach().cpu().contiguous() for k, v in tagger.state_dict().items()}, str(path / TAGGER_WEIGHTS))
         srsly.write_json(path / TAGGER_META, {"labels": list(model.attrs["tag_labels"]), "hidden_size": tagger.in_features})
+    else:  # never leave an older run's head beside a model it does not belong to
+        for name in (TAGGER_WEIGHTS, TAGGER_META):
+            (path / name).unlink(missing_ok=True)
 
 
 def load_tagger(path: Union[str, Path]) -> Tuple[torch.nn.Linear, List[str]]:

@@ -198,8 +198,13 @@ def train(config: Config, output: Union[str, Path], *, gpu_id: int = -1, resume:
 
     module = torch_module(model).to(device)
     opt_settings = cfg["optimizer"]
-    max_steps = int(cfg["max_steps"])
-    optimizer, scheduler = opt_settings.build(module.parameters(), max_steps)
+    max_steps, max_epochs = int(cfg["max_steps"]), int(cfg["max_epochs"])
+    accumulate, batch_size = int(cfg["accumulate_gradient"]), int(cfg["batch_size"])
+    lengths = [len(s) for s in train_seqs]
+    # the learning-rate schedule decays to 0 at the last step: max_steps, or every epoch's steps
+    total_steps = max_steps if max_steps > 0 else sum(
+        -(-len(_epoch_batches(lengths, seed, e, batch_size)) // accumulate) for e in range(max_epochs))
+    optimizer, scheduler = opt_settings.build(module.parameters(), total_steps)
     shim = model.get_ref("mlm").shims[0]
     fp16 = shim.use_autocast and device.type == "cuda" and shim.autocast_dtype == torch.float16
     scaler = torch.amp.GradScaler("cuda", enabled=fp16)
@@ -209,16 +214,13 @@ def train(config: Config, output: Union[str, Path], *, gpu_id: int = -1, resume:
     if resume_from is not None:
         state = _load_checkpoint(resume_from, model, optimizer, scheduler, scaler)
         msg.info(f"Resuming from {resume_from} at step {state['step']}")
-    accumulate, eval_every, ckpt_every = int(cfg["accumulate_gradient"]), int(cfg["eval_frequency"]), int(cfg["checkpoint_every"])
-    max_epochs = int(cfg["max_epochs"])
-    lengths = [len(s) for s in train_seqs]
+    eval_every, ckpt_every = int(cfg["eval_frequency"]), int(cfg["checkpoint_every"])
     running = state["running"]
-    progress = _progress(show_progress, max_steps, state["step"])
+    progress = _progress(show_progress, total_steps, state["step"])
     start = time.perf_counter()
     done = False
     while not done:
-        order = np.random.default_rng([seed, state["epoch"]]).permutation(len(train_seqs))
-        batches = pack(lengths, order, int(cfg["batch_size"]))
+        batches = _epoch_batches(lengths, seed, state["epoch"], batch_size)
         while state["batch"] < len(batches):
             group = range(state["batch"], min(state["batch"] + accumulate, len(batches)))
             for index in group:
@@ -264,7 +266,8 @@ def train(config: Config, output: Union[str, Path], *, gpu_id: int = -1, resume:
     log = {
         "config": config.to_str(), "steps": state["step"], "epochs": state["epoch"], "wordpieces": state["wordpieces"],
         "seconds": round(state["seconds"], 3), "wordpieces_per_second": state["wordpieces"] / max(state["seconds"], 1e-9),
-        "train_docs": len(train_seqs), "train_ds_terms": n_terms, "device": str(device), "history": state["history"],
+        "train_docs": len(train_seqs), "train_ds_terms": n_terms, "device": str(device),
+        "final_learn_rate": optimizer.param_groups[0]["lr"], "history": state["history"],
     }
     _publish(output, model, log, bool(cfg.get("keep_checkpoint", False)))
     msg.good(f"Saved the adapted model to {output}")
@@ -288,6 +291,11 @@ def update_micro_batch(model: Model, seqs: Sequence[EncodedSeq], scale: float = 
         terms = out.batch.is_term.to(out.logits.device)
         hits = (out.logits.argmax(-1) == out.batch.labels.to(out.logits.device)) & terms
     return {"loss": (value + tag_value) * scale, "term_hits": int(hits.sum()), "terms": int(terms.sum()), "wordpieces": out.batch.n_pieces}
+
+
+def _epoch_batches(lengths: Sequence[int], seed: int, epoch: int, batch_size: int) -> List[List[int]]:
+    """The micro-batches of one epoch: the corpus in a seeded order, packed by wordpieces."""
+    return pack(lengths, np.random.default_rng([seed, epoch]).permutation(len(lengths)), batch_size)
 
 
 def _fresh() -> Dict[str, float]:
