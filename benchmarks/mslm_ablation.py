@@ -55,6 +55,7 @@ PEER = "spacy_cnn"
 #: Reported per dataset: test entity F1; probability and top-1 of the gold wordpiece at masked DS-terms; top-1 at generic words.
 METRICS = ("f1", "term_prob", "term_acc", "generic_acc")
 METRIC_NAMES = {"f1": "F1", "term_prob": "term p", "term_acc": "term top-1", "generic_acc": "generic top-1"}
+DIGITS = {"f1": 2, "term_prob": 3, "term_acc": 2, "generic_acc": 2}
 
 
 def run(cmd: List[str], log: Path) -> None:
@@ -189,7 +190,8 @@ def summarise(results: Dict[str, dict], datasets: List[str], seeds: List[int]) -
         row = [method]
         for dataset in datasets:
             for metric in METRICS:
-                row.append(_mean_std([_cell(results, dataset, method, s, metric) for s in seeds if f"{dataset}/{method}/{s}" in results]))
+                row.append(_mean_std([_cell(results, dataset, method, s, metric) for s in seeds if f"{dataset}/{method}/{s}" in results],
+                                     digits=DIGITS[metric]))
         rows.append(row)
     row = [f"{PEER} (peer)"]
     for dataset in datasets:
@@ -200,17 +202,18 @@ def summarise(results: Dict[str, dict], datasets: List[str], seeds: List[int]) -
         for dataset in datasets:
             paired = [s for s in seeds if f"{dataset}/mslm/{s}" in results and f"{dataset}/{method}/{s}" in results]
             for metric in METRICS:
-                row.append(_mean_std([_cell(results, dataset, "mslm", s, metric) - _cell(results, dataset, method, s, metric) for s in paired], signed=True))
+                row.append(_mean_std([_cell(results, dataset, "mslm", s, metric) - _cell(results, dataset, method, s, metric) for s in paired],
+                                     signed=True, digits=DIGITS[metric]))
         rows.append(row)
     return rows
 
 
-def _mean_std(values: List[float], signed: bool = False) -> str:
+def _mean_std(values: List[float], signed: bool = False, digits: int = 2) -> str:
     values = [v for v in values if not math.isnan(v)]
     if not values:
         return "-"
     spread = statistics.stdev(values) if len(values) > 1 else 0.0
-    return f"{statistics.mean(values):{'+' if signed else ''}.2f} ± {spread:.2f} (n={len(values)})"
+    return f"{statistics.mean(values):{'+' if signed else ''}.{digits}f} ± {spread:.{digits}f} (n={len(values)})"
 
 
 def plot(results: Dict[str, dict], datasets: List[str], seeds: List[int], path: Path) -> None:
