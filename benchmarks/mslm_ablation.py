@@ -102,14 +102,19 @@ def base_name(args: argparse.Namespace) -> str:
     return f"base-l{args.base_layers}-b{args.base_batch_size}-lr{args.base_lr}-s{args.base_steps}-t{args.base_seconds:g}"
 
 
+def base_tag(base: Path) -> str:
+    """Names the base in cache keys: its folder name and a hash of its path (two checkpoints
+    in folders of the same name never share cells)."""
+    return f"{base.name}-{hashlib.sha1(str(base.resolve()).encode()).hexdigest()[:6]}"
+
+
 def adapt(work: Path, base: Path, corpus: Path, method: str, seed: int, args: argparse.Namespace) -> Path:
     """Adapt `base` with `method` (or return it for "none")."""
     if METHODS[method] is None:
         return base
     masker, weighting = METHODS[method]
     # cached per base and adaptation budget, so a run with other settings never reuses it
-    base_tag = f"{base.name}-{hashlib.sha1(str(base.resolve()).encode()).hexdigest()[:6]}"
-    out = work / "adapted" / f"{base_tag}-a{args.adapt_steps}x{args.adapt_batch}-lr{args.adapt_lr}" / f"{corpus.name}-{method}-s{seed}"
+    out = work / "adapted" / f"{base_tag(base)}-a{args.adapt_steps}x{args.adapt_batch}-lr{args.adapt_lr}" / f"{corpus.name}-{method}-s{seed}"
     if (out / "config.json").exists():
         return out
     from spacy_msnr.mslm.train import load_config, train
@@ -292,9 +297,7 @@ def main() -> None:
                      f"{info.get('objective', 'mlm')} loss {info.get('initial_loss')} -> {info.get('final_loss')} after {info.get('steps')} steps "
                      f"on {info.get('train_tokens', 0):,} tokens)")
         print(f"base: {base} {base_note}", flush=True)
-    # cells are cached per base (its folder name and a hash of its path) and budget
-    base_tag = f"{base.name}-{hashlib.sha1(str(base.resolve()).encode()).hexdigest()[:6]}"
-    budget = (f"{base_tag}-a{args.adapt_steps}x{args.adapt_batch}-lr{args.adapt_lr}-n{args.ner_steps}"
+    budget = (f"{base_tag(base)}-a{args.adapt_steps}x{args.adapt_batch}-lr{args.adapt_lr}-n{args.ner_steps}"
               f"-t{args.train_limit}-e{args.test_limit}")
     # One results file a dataset, so runs on different datasets can go side by side (one per core).
     stores = {d: work / f"results-{budget}-{d}.json" for d in args.datasets}
