@@ -39,6 +39,8 @@ from typing import Dict, List, Optional
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
+from spacy_msnr.util import atomic_write_bytes  # noqa: E402
+
 ROOT = Path(__file__).resolve().parents[1]
 DATA = Path(os.environ.get("MSNR_SHARED_DATA", ROOT.parent / "shared" / "data"))
 
@@ -164,8 +166,6 @@ def ner(work: Path, model_dir: Optional[Path], corpus: Path, tag: str, seed: int
             if not config.exists():
                 from spacy.cli.init_config import init_config
 
-                from spacy_msnr.util import atomic_write_bytes
-
                 cnn = init_config(lang="en", pipeline=["ner"], optimize="efficiency", gpu=False)
                 atomic_write_bytes(config, cnn.to_str().encode("utf8"))  # a process beside may read it
             cmd = [sys.executable, "-m", "spacy", "train", str(config)] + common
@@ -188,20 +188,16 @@ def _cell(results: Dict[str, dict], dataset: str, method: str, seed: int, metric
 
 
 def summarise(results: Dict[str, dict], datasets: List[str], seeds: List[int]) -> List[List[str]]:
-    """One row a method: per dataset test F1 and DS-term / generic top-1 (mean ± std over seeds),
+    """One row a method and one for the peer: per dataset each of METRICS (mean ± std over seeds),
     then rows of MSLM minus each baseline, paired by seed (same NER seed, same test masks)."""
     rows = []
-    for method in METHODS:
-        row = [method]
+    for method in list(METHODS) + [PEER]:
+        row = [f"{PEER} (peer)" if method == PEER else method]
         for dataset in datasets:
             for metric in METRICS:
                 row.append(_mean_std([_cell(results, dataset, method, s, metric) for s in seeds if f"{dataset}/{method}/{s}" in results],
                                      digits=DIGITS[metric]))
         rows.append(row)
-    row = [f"{PEER} (peer)"]
-    for dataset in datasets:
-        row.extend(_mean_std([_cell(results, dataset, PEER, s, m) for s in seeds if f"{dataset}/{PEER}/{s}" in results]) for m in METRICS)
-    rows.append(row)
     for method in [m for m in METHODS if m != "mslm"]:
         row = [f"mslm - {method}"]
         for dataset in datasets:
@@ -256,9 +252,8 @@ def plot(results: Dict[str, dict], datasets: List[str], seeds: List[int], path: 
 
 def save(results: Dict[str, dict], dataset: str, store: Path) -> None:
     """Write the dataset's finished cells (atomically: a crash never loses the file)."""
-    tmp = store.with_suffix(".tmp")
-    tmp.write_text(json.dumps({k: v for k, v in results.items() if k.startswith(f"{dataset}/")}, indent=1))
-    tmp.replace(store)
+    mine = {k: v for k, v in results.items() if k.startswith(f"{dataset}/")}
+    atomic_write_bytes(store, json.dumps(mine, indent=1).encode("utf8"))
 
 
 def main() -> None:
