@@ -28,7 +28,14 @@ setup(
         "typer>=0.9",
         "tqdm>=4.60",
     ],
-    extras_require={"test": ["pytest>=7", "hypothesis>=6", "build>=1.0"], "plot": ["matplotlib>=3.5"]},
+    extras_require={
+        "test": ["pytest>=7", "hypothesis>=6", "build>=1.0"],
+        "plot": ["matplotlib>=3.5"],
+        # Reads GGUF checkpoints (the SmolLM2 base of the few-shot workflow) with transformers' own loader.
+        "gguf": ["gguf==0.19.0"],
+        # `annotate --engine ray`: Ray Data over a local or existing cluster.
+        "ray": ["ray[data]>=2.40,<3", "pyarrow>=14"],
+    },
     entry_points={
         "console_scripts": ["spacy-msnr = spacy_msnr.__main__:main"],
         "spacy_factories": ["fewshot_ner = spacy_msnr.fewshot.component:make_fewshot_ner"],
