@@ -28,15 +28,26 @@ def base_cli(
     gpu_id: int = typer.Option(-1, "--gpu-id", help="GPU to use, -1 for CPU"),
     resume: bool = typer.Option(False, "--resume", help="Continue from the last checkpoint in <output>.checkpoints"),
     use_model: str = typer.Option("", "--use-model", help="A hub checkpoint or folder to save at OUTPUT instead of building one"),
+    warmup_steps: int = typer.Option(0, "--warmup-steps", help="With --use-model: steps of head-only MLM warm-up on SOURCES, encoder frozen (0: none)"),
+    warmup_blocks: int = typer.Option(512, "--warmup-blocks", help="Blocks of --block-size tokens the frozen encoder encodes once for the warm-up"),
 ) -> None:
     """Train a tokenizer and pretrain a small LM on local text; save it with safetensors.
 
     With --use-model (the project's `vars.base_model`), nothing is trained: that checkpoint,
     with its LM head, is saved at OUTPUT, so later steps read one place whatever the source.
+    An encoder without an MLM head gets one (decoder tied to the word embeddings, new transform);
+    --warmup-steps trains that head alone on SOURCES first.
     """
-    if use_model:
-        summary = save_existing(use_model, output, arch)
+    if use_model and use_model != "local":
+        summary = save_existing(use_model, output, arch, sources=sources, warmup_steps=warmup_steps,
+                                warmup_blocks=warmup_blocks, seed=seed)
         msg.good(f"Saved {use_model} ({summary['model_type']}, {summary['parameters']:,} parameters) to {output}")
+        if summary["new_head_parameters"]:
+            msg.info(f"New LM-head parameters (not in the checkpoint): {', '.join(summary['new_head_parameters'])}")
+        warmup = summary.get("head_warmup")
+        if warmup:
+            msg.info(f"Head-only warm-up, {warmup['steps']} steps on {warmup['blocks']} blocks: held-out MLM loss "
+                     f"{warmup['mlm_loss_before']:.3f} -> {warmup['mlm_loss_after']:.3f} ({warmup['seconds']:.0f} s)")
         return
     families = {"masked": ("bert", "roberta"), "causal": ("llama", "qwen2", "gpt2")}
     if arch not in families:
@@ -44,6 +55,11 @@ def base_cli(
     family = family or families[arch][0]
     if family not in families[arch]:
         msg.fail(f"--family {family!r} is not a {arch} family; choose one of {families[arch]}", exits=1)
+    if unlabeled:
+        if Path(unlabeled).exists():
+            sources = [*sources, Path(unlabeled)]
+        else:
+            msg.warn(f"--unlabeled {unlabeled} not found; building from {[str(s) for s in sources]} only")
     if gpu_id >= 0:
         import torch
 

