@@ -1,6 +1,9 @@
 """Masking: ELM/BLM placement and rates, replacement rules, baselines, batching."""
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from spacy.tokens import Doc
 from spacy.vocab import Vocab
 
 from spacy_msnr.corpus.iob import iob_to_docs
@@ -229,3 +232,69 @@ def test_long_documents_are_windowed_not_truncated(tiny_tokenizer, data_dir):
     assert [t.text for w in windows for t in w] == [t.text for t in doc]
     assert [e.text for w in windows for e in w.ents] == [e.text for e in doc.ents]
     assert split_to_fit(windows[0], tok, 512) == [windows[0]]
+
+
+def _pieces(tok, text):
+    return len(tok(text, add_special_tokens=False)["input_ids"])
+
+
+def test_an_entity_ending_on_a_long_token_past_the_window_start_is_an_error(tiny_tokenizer):
+    """The window that restarts at the entity must still be checked: here the entity needs more
+    wordpieces than fit, which used to give an over-long window (then cut by encode_doc)."""
+    from spacy.tokens import Span
+
+    from spacy_msnr.mslm.masking import split_to_fit
+
+    tok = tiny_tokenizer("bert")
+    words = ["the", "menstruating", "basophil", "the"]
+    doc = Doc(Vocab(), words=words)
+    doc.ents = [Span(doc, 1, 3, label="Disease")]
+    entity = _pieces(tok, "menstruating basophil")
+    assert entity > _pieces(tok, "menstruating") > 1 and _pieces(tok, "the") == 1
+    budget = entity - 1  # "the menstruating" fits, the entity does not
+    with pytest.raises(ValueError, match="entity 'menstruating basophil' is longer than max_length"):
+        split_to_fit(doc, tok, budget + 2)
+
+
+def test_encode_doc_never_truncates(tiny_tokenizer, docs):
+    tok = tiny_tokenizer("bert")
+    doc = max(docs, key=len)
+    n = len(tok(doc.text)["input_ids"])
+    assert len(encode_doc(doc, tok, [], n)) == n
+    with pytest.raises(ValueError, match=f"has {n} wordpieces, more than max_length={n - 1}; split it with split_to_fit"):
+        encode_doc(doc, tok, [], n - 1)
+
+
+_WORDS = ["the", "of", "BRCA1", "menstruating", "basophil", "1,25(OH)2D3,", "Tax-protein.", "cancer", "(Z)", "-", "a", "transactivates"]
+
+
+@given(
+    tokens=st.lists(st.tuples(st.sampled_from(_WORDS), st.booleans(), st.sampled_from("OBI")), min_size=1, max_size=30),
+    max_length=st.integers(min_value=6, max_value=40),
+)
+@settings(max_examples=150, deadline=None)
+@pytest.mark.parametrize("family", FAMILIES)
+def test_windows_never_exceed_max_length_and_lose_nothing(family, tiny_tokenizer, tokens, max_length):
+    """Random docs (multi-piece tokens, tokens glued without spaces, entities anywhere): every
+    window fits in max_length as the model tokenizes it, and the windows give back the doc."""
+    from spacy_msnr.mslm.masking import split_to_fit
+
+    tok = tiny_tokenizer(family)
+    words, spaces, iob = zip(*tokens)
+    ents = ["O" if tag == "O" else f"{'B' if tag == 'B' or i == 0 or iob[i - 1] == 'O' else 'I'}-Disease" for i, tag in enumerate(iob)]
+    doc = Doc(Vocab(), words=list(words), spaces=list(spaces), ents=ents)
+    try:
+        windows = split_to_fit(doc, tok, max_length)
+    except ValueError as err:
+        # only when an entity or a single token cannot fit on its own
+        assert "longer than max_length" in str(err)
+        units = [*doc.ents, *(doc[i:i + 1] for i in range(len(doc)))]
+        assert any(len(tok(span.as_doc().text)["input_ids"]) > max_length for span in units)
+        return
+    assert [t.text for w in windows for t in w] == [t.text for t in doc]
+    assert [(e.text, e.label_) for w in windows for e in w.ents] == [(e.text, e.label_) for e in doc.ents]
+    for window in windows:
+        n = len(tok(window.text)["input_ids"])
+        assert n <= max_length
+        seq = encode_doc(window, tok, [(e.start, e.end) for e in window.ents], max_length)
+        assert len(seq) == n

@@ -8,6 +8,7 @@ draws, for every training batch, which positions to mask and of which kind (`ELM
 `@msnr_maskers` and draw from the generator they are given, so masks are resampled every batch
 (dynamic masking) yet reproducible from the seed.
 """
+import bisect
 import math
 import warnings
 from collections import Counter
@@ -86,32 +87,46 @@ def check_tokenizer(tokenizer: PreTrainedTokenizerBase) -> None:
         )
 
 
+def _count_pieces(text: str, tokenizer: PreTrainedTokenizerBase) -> int:
+    """Wordpieces of `text` as the model sees it, special tokens included."""
+    return len(tokenizer(text)["input_ids"])
+
+
 def split_to_fit(doc: Doc, tokenizer: PreTrainedTokenizerBase, max_length: int) -> List[Doc]:
     """Cut `doc` at token boundaries, never inside an entity, into Docs of at most `max_length`
-    wordpieces (special tokens included), so long documents are windowed, not truncated."""
+    wordpieces (special tokens included), so long documents are windowed, not truncated.
+
+    Each window is planned from the pieces its tokens get in the whole text, then tokenized on
+    its own and shortened (one cut at a time) until it fits: a cut between tokens with no space
+    between them can change the pieces. Raises ValueError for an entity or a token that does not
+    fit in `max_length` wordpieces on its own.
+    """
+    if len(doc) == 0 or _count_pieces(doc.text, tokenizer) <= max_length:
+        return [doc]
     budget = max_length - tokenizer.num_special_tokens_to_add(pair=False)
     enc = tokenizer(doc.text, add_special_tokens=False, return_offsets_mapping=True)
-    if len(enc["input_ids"]) <= budget or len(doc) == 0:
-        return [doc]
     piece_starts = np.array([start for start, _ in enc["offset_mapping"]])
     bounds = np.array([t.idx for t in doc][1:] + [len(doc.text) + 1])
     owner = np.searchsorted(bounds, piece_starts, side="right")
-    counts = np.bincount(owner, minlength=len(doc))[: len(doc)]
-    windows, start, used = [], 0, 0
-    for i, n in enumerate(counts.tolist()):
-        if used + n > budget and i > start:
-            cut = i
-            while cut > start and doc[cut].ent_iob_ == "I":
-                cut -= 1
-            if cut == start:
-                raise ValueError(f"An entity of {doc[start:i + 1].text!r} is longer than max_length={max_length} wordpieces")
-            windows.append((start, cut))
-            start, used = cut, int(counts[cut:i].sum())
-        if n > budget:
-            raise ValueError(f"Token {doc[i].text!r} alone is longer than max_length={max_length} wordpieces")
-        used += n
-    windows.append((start, len(doc)))
-    return [doc[a:b].as_doc() for a, b in windows]
+    before = np.concatenate([[0], np.cumsum(np.bincount(owner, minlength=len(doc))[: len(doc)])])
+    cuts = [i for i in range(1, len(doc)) if doc[i].ent_iob_ != "I"] + [len(doc)]
+    windows: List[Doc] = []
+    start = 0
+    while start < len(doc):
+        ends = cuts[bisect.bisect_right(cuts, start):]
+        planned = max(1, bisect.bisect_right([int(before[e] - before[start]) for e in ends], budget))
+        for end in reversed(ends[:planned]):
+            window = doc[start:end].as_doc()
+            if _count_pieces(window.text, tokenizer) <= max_length:
+                break
+        else:
+            unit = doc[start:ends[0]]
+            kind = "entity" if doc[start].ent_iob_ == "B" else "token"
+            raise ValueError(f"The {kind} {unit.text!r} is longer than max_length={max_length} wordpieces on its own; "
+                             "it cannot be windowed without cutting it")
+        windows.append(window)
+        start = end
+    return windows
 
 
 def encode_doc(
@@ -121,16 +136,18 @@ def encode_doc(
     max_length: int = 128,
     tag_map: Optional[Dict[str, int]] = None,
 ) -> EncodedSeq:
-    """Wordpieces of `doc.text` aligned to tokens and DS-term spans (`split_to_fit` first, so
-    nothing is cut; pieces past `max_length` are dropped only if a caller skips that).
+    """Wordpieces of `doc.text` aligned to tokens and DS-term spans. Nothing is truncated: a doc
+    of more than `max_length` wordpieces is a ValueError (window it with `split_to_fit` first).
 
-    `term_spans` are (start, end) token offsets of DS-terms; a term cut by truncation keeps the
-    pieces that remain. With `tag_map` (BIO tag -> id) the doc's entities give per-piece tags.
+    `term_spans` are (start, end) token offsets of DS-terms. With `tag_map` (BIO tag -> id) the
+    doc's entities give per-piece tags.
     """
-    enc = tokenizer(
-        doc.text, truncation=True, max_length=max_length, return_offsets_mapping=True,
-        return_special_tokens_mask=True,
-    )
+    enc = tokenizer(doc.text, return_offsets_mapping=True, return_special_tokens_mask=True)
+    if len(enc["input_ids"]) > max_length:
+        raise ValueError(
+            f"Doc {doc.text[:60]!r}... has {len(enc['input_ids'])} wordpieces, more than max_length={max_length}; "
+            "split it with split_to_fit first"
+        )
     char_to_token = np.full(len(doc.text) + 1, -1, dtype=np.int32)
     for token in doc:
         char_to_token[token.idx : token.idx + len(token.text)] = token.i
