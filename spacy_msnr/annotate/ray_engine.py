@@ -1,0 +1,87 @@
+"""The Ray engine: Ray Data reads the chunks in tasks and annotates them in an actor pool whose
+actors each load the pipeline once; the driver streams the results to the writer.
+
+`address=None` starts a local Ray (or uses the one this process already started); "auto" or
+"ray://..." joins an existing cluster, whose nodes must be able to load `model` (an installed
+package or a path on shared storage) and read the input paths.
+"""
+from typing import Any, Dict, Iterator, List, Optional, Sequence
+
+from .readers import Chunk, Row, read_chunk
+from .records import OUT_KEYS, annotate_rows
+
+def _out_schema() -> Any:
+    """The output rows' Arrow schema (ids and messages as strings, Doc bytes as binary)."""
+    import pyarrow as pa
+
+    types = {"line": pa.int64(), "count": pa.int64(), "length": pa.int64(), "doc": pa.binary()}
+    return pa.schema([(key, types.get(key, pa.string())) for key in OUT_KEYS])
+
+
+class PipelineActor:
+    """A Ray Data actor: loads the pipeline once, then annotates batches of reader rows."""
+
+    def __init__(self, model: str, batch_size: int, max_length: Optional[int], keep_docs: bool, use_gpu: bool):
+        import spacy
+
+        if use_gpu:
+            spacy.require_gpu()
+        self.nlp = spacy.load(model)
+        self.batch_size, self.max_length, self.keep_docs = batch_size, max_length, keep_docs
+        self.schema = _out_schema()
+
+    def __call__(self, batch: Any) -> Any:
+        import pyarrow as pa
+
+        rows = annotate_rows(self.nlp, batch.to_pylist(), batch_size=self.batch_size, max_length=self.max_length, keep_docs=self.keep_docs)
+        return pa.Table.from_pylist(list(rows), schema=self.schema)
+
+
+def _read(item: Dict[str, Any]) -> Iterator[Row]:
+    return read_chunk(Chunk.from_json(item["chunk"]))
+
+
+def run_ray(
+    model: str,
+    chunks: Sequence[Chunk],
+    *,
+    batch_size: int = 64,
+    max_length: Optional[int] = None,
+    keep_docs: bool = False,
+    address: Optional[str] = None,
+    num_actors: int = 1,
+    gpus_per_actor: float = 0.0,
+    progress: bool = True,
+) -> Iterator[Row]:
+    """Output rows of all chunks in input order (Ray Data's `preserve_order`)."""
+    import ray
+
+    if num_actors < 1:
+        raise ValueError(f"num_actors must be at least 1, got {num_actors}")
+    started = not ray.is_initialized()
+    if started:
+        ray.init(address=address, include_dashboard=False, log_to_driver=False)
+    context = ray.data.DataContext.get_current()
+    before = (context.execution_options.preserve_order, context.enable_progress_bars)
+    context.execution_options.preserve_order = True
+    context.enable_progress_bars = progress
+    try:
+        items: List[Dict[str, str]] = [{"chunk": chunk.to_json()} for chunk in chunks]
+        ds = ray.data.from_items(items, override_num_blocks=max(1, len(items)))
+        # Reading is light next to the pipeline; it must not wait for CPUs that the actors hold.
+        ds = ds.flat_map(_read, num_cpus=0)
+        ds = ds.map_batches(
+            PipelineActor,
+            fn_constructor_args=(model, batch_size, max_length, keep_docs, gpus_per_actor > 0),
+            batch_size=batch_size,
+            batch_format="pyarrow",
+            concurrency=num_actors,
+            num_cpus=1,
+            num_gpus=gpus_per_actor or None,
+        )
+        for table in ds.iter_batches(batch_size=None, batch_format="pyarrow"):
+            yield from table.to_pylist()
+    finally:
+        context.execution_options.preserve_order, context.enable_progress_bars = before
+        if started:
+            ray.shutdown()

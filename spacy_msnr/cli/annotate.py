@@ -1,0 +1,46 @@
+"""`annotate`: run a pipeline over a whole corpus into per-shard Parquet/JSONL files, exactly once."""
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+from wasabi import msg
+
+from ..annotate import annotate
+from ._app import app
+
+
+@app.command("annotate")
+def annotate_cli(
+    model: str = typer.Argument(..., help="Pipeline to load: an installed package name or a folder"),
+    inputs: List[str] = typer.Argument(..., help="JSONL or Parquet files, globs, or folders (of those, or of .txt files)"),
+    output: Path = typer.Option(..., "--output", "-o", help="Output folder (one file per input shard, manifest.json, errors.jsonl)"),
+    engine: str = typer.Option("local", "--engine", help="local (nlp.pipe) or ray (Ray Data)"),
+    format: str = typer.Option("parquet", "--format", help="parquet or jsonl"),
+    docbin: bool = typer.Option(False, "--docbin", help="Also write a .spacy DocBin per shard"),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Discard earlier results instead of resuming"),
+    batch_size: int = typer.Option(64, "--batch-size", help="Texts per nlp.pipe batch (and per Ray batch)"),
+    n_process: int = typer.Option(1, "--n-process", help="Local engine: nlp.pipe worker processes"),
+    text_field: str = typer.Option("text", "--text-field", help="JSONL key / Parquet column of the text"),
+    id_field: str = typer.Option("id", "--id-field", help="JSONL key / Parquet column of the id (absent: file:line)"),
+    max_length: int = typer.Option(0, "--max-length", help="Split longer texts on paragraph/sentence boundaries (0: the pipeline's max_length)"),
+    chunk_size: int = typer.Option(1000, "--chunk-size", help="Documents per read chunk (the unit Ray hands to an actor)"),
+    txt_files_per_shard: int = typer.Option(1000, "--txt-files-per-shard", help="Folders of .txt files: files per output shard"),
+    address: Optional[str] = typer.Option(None, "--address", help="Ray engine: cluster to join ('auto', 'ray://host:10001'); none starts a local Ray"),
+    num_actors: int = typer.Option(1, "--num-actors", help="Ray engine: actors, each loading the pipeline once"),
+    gpus_per_actor: float = typer.Option(0.0, "--gpus-per-actor", help="Ray engine: GPUs per actor (transformer pipelines)"),
+    progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar"),
+) -> None:
+    """Annotate a corpus: one record per document (id, length, entities), resumable after a crash."""
+    summary = annotate(
+        model, inputs, output, engine=engine, format=format, docbin=docbin, overwrite=overwrite, batch_size=batch_size,
+        n_process=n_process, text_field=text_field, id_field=id_field, max_length=max_length or None, chunk_size=chunk_size,
+        txt_files_per_shard=txt_files_per_shard, address=address, num_actors=num_actors, gpus_per_actor=gpus_per_actor, progress=progress,
+    )
+    if summary.skipped:
+        msg.info(f"Skipped {summary.skipped} shards finished by an earlier run")
+    msg.good(
+        f"{summary.docs} docs, {summary.entities} entities, {summary.errors} errors in {summary.shards} shards; "
+        f"{summary.seconds:.1f} s, {summary.docs_per_second:.1f} docs/s -> {output}"
+    )
+    if summary.errors:
+        msg.warn(f"{summary.errors} input problems listed in {output / 'errors.jsonl'}")
