@@ -147,3 +147,29 @@ def test_batched_cached_generation_matches_single(tiny_model_dir, family):
     allowed = sorted(cons.allowed())
     expected = torch.log_softmax(logits[allowed], -1).max().item()
     assert single[0][0][0] == pytest.approx(expected, abs=1e-4)
+
+
+def test_chat_answers_decode_to_their_spans(tiny_tokenizer):
+    """Teacher-forcing a chat-format answer (assistant turn + end-of-turn) through the span
+    automaton finishes it with exactly the gold spans."""
+    import copy
+
+    tok = copy.deepcopy(tiny_tokenizer("llama"))
+    tok.add_special_tokens({"additional_special_tokens": ["<|im_start|>", "<|im_end|>"]})
+    tok.chat_template = (
+        "{% for message in messages %}{{ '<|im_start|>' + message['role'] + '\n' + message['content'] + "
+        "'<|im_end|>' + '\n' }}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
+    )
+    b = PromptBuilder(tok, {"LOC": "a place"})
+    assert b.prompt_format == "chat"
+    doc = _doc(VOCAB, ["New", "York", "and", "Rome", "and", "Paris"], [True] * 5 + [False])
+    doc.ents = [Span(doc, 0, 2, "LOC"), Span(doc, 5, 6, "LOC")]
+    (seg,) = b.segments(doc, 0, 1000)
+    inst = b.instruction(seg, "LOC", doc.ents)
+    cons = SpanConstraint(seg.input_ids, seg.starts, seg.ends, b.markers)
+    cons.allowed_along(inst.answer_ids)
+    assert cons.finished
+    assert [doc.text[seg.offsets[s.first][0] : seg.offsets[s.last][1]] for s in cons.spans()] == ["New York", "Paris"]
+    empty = SpanConstraint(seg.input_ids, seg.starts, seg.ends, b.markers)
+    empty.allowed_along(b.instruction(seg, "PER", doc.ents).answer_ids)
+    assert empty.finished and empty.spans() == []

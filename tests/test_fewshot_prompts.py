@@ -88,3 +88,70 @@ def test_bad_input(builder, nlp, tiny_tokenizer):
         builder.segments(nlp.make_doc("x" * 200 + " y"), 0, 3)
     with pytest.raises(ValueError, match="No room"):
         builder.segments(nlp.make_doc("a b"), 0, 0)
+
+
+CHATML = (
+    "{% for message in messages %}{% if loop.first and messages[0]['role'] != 'system' %}"
+    "{{ '<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n' }}{% endif %}"
+    "{{ '<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + '\n' }}{% endfor %}"
+    "{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
+)
+
+
+@pytest.fixture(scope="module")
+def chat_tokenizer(tiny_tokenizer):
+    """The tiny llama tokenizer with ChatML special tokens and template (a copy)."""
+    import copy
+
+    tok = copy.deepcopy(tiny_tokenizer("llama"))
+    tok.add_special_tokens({"additional_special_tokens": ["<|im_start|>", "<|im_end|>"]})
+    tok.chat_template = CHATML
+    return tok
+
+
+def test_prompt_format_auto_follows_the_chat_template(builder, chat_tokenizer, tiny_tokenizer):
+    assert builder.prompt_format == "plain"  # no chat template: the plain format
+    assert PromptBuilder(chat_tokenizer, {}).prompt_format == "chat"
+    assert PromptBuilder(chat_tokenizer, {}, "plain").prompt_format == "plain"
+    with pytest.raises(ValueError, match="no chat template"):
+        PromptBuilder(tiny_tokenizer("llama"), {}, "chat")
+    with pytest.raises(ValueError, match="prompt_format must be one of"):
+        PromptBuilder(chat_tokenizer, {}, "chatml")
+
+
+def test_chat_answer_is_exactly_the_assistant_turn(chat_tokenizer, nlp):
+    tok = chat_tokenizer
+    b = PromptBuilder(tok, {"LOC": "a place", "PER": "PER"}, "chat")
+    end = tok.convert_tokens_to_ids("<|im_end|>")
+    assert b.markers.end == end != tok.eos_token_id
+    doc = nlp.make_doc("Rome and Paris and Rome again")
+    doc.ents = [Span(doc, 0, 1, "LOC"), Span(doc, 2, 3, "LOC")]
+    (seg,) = b.segments(doc, 0, 1000)
+    inst = b.instruction(seg, "LOC", doc.ents)
+    # the answer ids start right after the template's generation prompt and end with its end-of-turn token
+    assert tok.decode(inst.input_ids).endswith("Rome again<|im_end|>\n<|im_start|>assistant\n")
+    assert inst.answer_ids[-1] == end and end not in inst.answer_ids[:-1]
+    answer = tok.decode(inst.answer_ids[:-1])
+    assert answer.replace(" ", "") == "<<<Rome>>><<<Paris>>>"
+    # prompt + answer is the template's rendering of the conversation (user turn, assistant turn)
+    user = tok.decode(inst.input_ids[len(b.prefix_ids("LOC")) :])
+    rendered = tok.apply_chat_template(
+        [{"role": "user", "content": tok.decode(b.prefix_ids("LOC")).split("user\n", 1)[1] + doc.text},
+         {"role": "assistant", "content": answer}], tokenize=False)
+    assert rendered == tok.decode(inst.input_ids + inst.answer_ids) + "\n"
+    assert user.startswith(doc.text)
+    text = tok.decode(b.prefix_ids("LOC"))
+    assert text.startswith("<|im_start|>system\n") and "Extract every LOC entity" in text and "A LOC is a place." in text
+    assert text.endswith("\nText: ")
+    assert "A PER is" not in tok.decode(b.prefix_ids("PER"))
+    empty = b.instruction(seg, "PER", doc.ents)
+    assert tok.decode(empty.answer_ids) == " none<|im_end|>"
+
+
+def test_chat_template_without_assistant_turn_is_refused(chat_tokenizer):
+    import copy
+
+    tok = copy.deepcopy(chat_tokenizer)
+    tok.chat_template = "{% for message in messages %}{{ message['content'] }}{% endfor %}"
+    with pytest.raises(ValueError, match="chat template"):
+        PromptBuilder(tok, {}, "chat")

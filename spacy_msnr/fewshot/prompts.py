@@ -1,16 +1,28 @@
 """Instruction prompts and answers for the few-shot NER component, built at the token level.
 
 A prompt for one (sentence, entity type) pair is the concatenation of token ids
+prefix(type) | <the sentence's own tokens> | suffix | <answer>, in one of two formats:
+
+- "plain" (base models)::
 
     [bos] "### Instruction: Please extract the entities of type <label> from the input. <description>
-    ### Input:" | <the sentence's own tokens> | "
-    ### Answer:" | <answer>
+    ### Input:" | sentence | "
+    ### Answer:" | answer + eos
 
-and the answer is `` <<< a >>> <<< b >>>`` followed by the terminator (the tokenizer's eos), or the
-explicit empty answer `` none`` + terminator. Entity tokens in an answer are copied from the
-tokenized input, never re-tokenized, so that training targets and the span-constrained decoder
-(`decoding.py`) agree exactly. The prefix up to "### Input:" depends only on the entity type, so
-the decoder computes its key/value cache once per type.
+- "chat" (tokenizers with a chat template): the instruction and the sentence are the user turn and
+  the answer is the assistant turn, both rendered by the tokenizer's own template::
+
+    <template up to the user content> "Extract every <label> entity ... Text: " | sentence |
+    <template from the end of the user turn to the assistant content> | answer + <end of turn>
+
+  The terminator is the template's first token after an assistant message (``<|im_end|>`` for
+  ChatML), so an answer is exactly the assistant turn's content and its closing token.
+
+"auto" picks "chat" when the tokenizer has a chat template. The answer is `` <<< a >>> <<< b >>>``
++ terminator, or the explicit empty answer `` none`` + terminator. Entity tokens in an answer
+are copied from the tokenized input, never re-tokenized, so that training targets and the
+span-constrained decoder (`decoding.py`) agree exactly. The prefix depends only on the entity
+type, so the decoder computes its key/value cache once per type.
 """
 from dataclasses import dataclass, field
 from typing import Dict, FrozenSet, Iterable, List, Optional, Sequence, Tuple
@@ -24,6 +36,50 @@ ANSWER_HEADER = "\n### Answer:"
 OPEN_MARK = " <<<"
 CLOSE_MARK = " >>>"
 NONE_MARK = " none"
+CHAT_INSTRUCTION = (
+    "Extract every {label} entity from the text below. Write each one as <<< entity >>>, "
+    "or write none if there is none."
+)
+CHAT_DEFINITION = " A {label} is {description}."
+CHAT_INPUT_HEADER = "\nText: "
+PROMPT_FORMATS = ("auto", "chat", "plain")
+_SLOT = "\u2063SLOT\u2063"  # invisible separator: never produced by a chat template itself
+
+
+def resolve_prompt_format(tokenizer, prompt_format: str) -> str:
+    """"chat" or "plain" for `tokenizer` ("auto": chat exactly when it has a chat template)."""
+    if prompt_format not in PROMPT_FORMATS:
+        raise ValueError(f"prompt_format must be one of {PROMPT_FORMATS}, got {prompt_format!r}.")
+    has_template = bool(getattr(tokenizer, "chat_template", None))
+    if prompt_format == "chat" and not has_template:
+        raise ValueError(
+            f"prompt_format = \"chat\" but the base model's tokenizer ({type(tokenizer).__name__}) has no chat "
+            "template; use \"plain\" or \"auto\"."
+        )
+    if prompt_format == "auto":
+        return "chat" if has_template else "plain"
+    return prompt_format
+
+
+def chat_pieces(tokenizer) -> Tuple[str, str, str]:
+    """(text before the user content, text between the user content and the assistant content,
+    text after the assistant content) of the tokenizer's chat template, for one user turn."""
+    user = tokenizer.apply_chat_template([{"role": "user", "content": _SLOT}], tokenize=False,
+                                         add_generation_prompt=True)
+    full = tokenizer.apply_chat_template(
+        [{"role": "user", "content": _SLOT}, {"role": "assistant", "content": _SLOT}], tokenize=False
+    )
+    if user.count(_SLOT) != 1 or full.count(_SLOT) != 2 or not full.startswith(user):
+        raise ValueError(
+            "The base model's chat template does not render a user turn followed by an assistant turn as "
+            "prefix + content + generation prompt; use prompt_format = \"plain\"."
+        )
+    head, between = user.split(_SLOT)
+    after = full[len(user):].split(_SLOT)
+    if after[0] or not after[1]:
+        raise ValueError("The base model's chat template adds text before or nothing after an assistant message; "
+                         "use prompt_format = \"plain\".")
+    return head, between, after[1]
 
 
 @dataclass(frozen=True)
@@ -82,7 +138,7 @@ class Instruction:
 class PromptBuilder:
     """Turns Docs into segments and (sentence, type) instructions for one tokenizer."""
 
-    def __init__(self, tokenizer, descriptions: Dict[str, str]):
+    def __init__(self, tokenizer, descriptions: Dict[str, str], prompt_format: str = "auto"):
         if not getattr(tokenizer, "is_fast", False):
             raise ValueError(
                 "The few-shot NER component needs a fast (Rust) Hugging Face tokenizer, because it maps "
@@ -92,13 +148,20 @@ class PromptBuilder:
             raise ValueError("The base model's tokenizer has no eos token, which the answer format uses as terminator.")
         self.tokenizer = tokenizer
         self.descriptions = dict(descriptions)
+        self.prompt_format = resolve_prompt_format(tokenizer, prompt_format)
+        if self.prompt_format == "chat":
+            self._chat_head, between, after = chat_pieces(tokenizer)
+            self.suffix_ids = self._encode(between)
+            end = self._encode(after)[0]
+        else:
+            self.suffix_ids = self._encode(ANSWER_HEADER)
+            end = int(tokenizer.eos_token_id)
         self.markers = Markers(
             open=tuple(self._encode(OPEN_MARK)),
             close=tuple(self._encode(CLOSE_MARK)),
             none=tuple(self._encode(NONE_MARK)),
-            end=int(tokenizer.eos_token_id),
+            end=end,
         )
-        self.suffix_ids = self._encode(ANSWER_HEADER)
         self._prefixes: Dict[str, List[int]] = {}
 
     def _encode(self, text: str) -> List[int]:
@@ -108,11 +171,17 @@ class PromptBuilder:
         """Token ids of the instruction for `label`, up to and including the input header."""
         if label not in self._prefixes:
             description = self.descriptions.get(label) or label
-            text = INSTRUCTION.format(label=label)
-            if description != label:
-                text += DEFINITION.format(description=description)
-            bos = [self.tokenizer.bos_token_id] if self.tokenizer.bos_token_id is not None else []
-            self._prefixes[label] = bos + self._encode(text + INPUT_HEADER)
+            if self.prompt_format == "chat":
+                text = CHAT_INSTRUCTION.format(label=label)
+                if description != label:
+                    text += CHAT_DEFINITION.format(label=label, description=description)
+                self._prefixes[label] = self._encode(self._chat_head + text + CHAT_INPUT_HEADER)
+            else:
+                text = INSTRUCTION.format(label=label)
+                if description != label:
+                    text += DEFINITION.format(description=description)
+                bos = [self.tokenizer.bos_token_id] if self.tokenizer.bos_token_id is not None else []
+                self._prefixes[label] = bos + self._encode(text + INPUT_HEADER)
         return self._prefixes[label]
 
     def max_prefix_length(self, labels: Iterable[str]) -> int:
