@@ -61,7 +61,8 @@ setup(
             "spacy_msnr.inverse_frequency.v1 = spacy_msnr.mslm.loss:make_inverse_frequency",
             "spacy_msnr.unweighted.v1 = spacy_msnr.mslm.loss:make_unweighted",
         ],
-        "thinc_optimizers": ["spacy_msnr.AdamW.v1 = spacy_msnr.mslm.optimizer:make_adamw"],
+        "thinc_optimizers": ["spacy_msnr.AdamW.v1 = spacy_msnr.mslm.optimizer:reject_as_thinc_optimizer"],
+        "thinc_msnr_optimizers": ["spacy_msnr.AdamW.v1 = spacy_msnr.mslm.optimizer:make_adamw"],
     },
     classifiers=["Framework :: spaCy", "Programming Language :: Python :: 3", "Topic :: Scientific/Engineering :: Artificial Intelligence"],
 )

@@ -95,3 +95,34 @@ def test_tagger_loss_ignores_untagged_positions():
     expected = 0.5 * (-math.log(math.exp(2) / (math.exp(2) + 1)) + math.log(2)) / 2
     assert value == pytest.approx(expected, abs=1e-6)
     assert np.allclose(grad[0, 1].numpy(), 0.0)
+
+
+def test_fp16_gradient_is_scaled_before_the_cast():
+    """At M = 512 masked positions and BERT's 30,522 pieces most entries of the fp32 gradient
+    (about 1e-7) are below fp16's smallest number: scaling after the cast flushes them to zero
+    (10.3 M of 15.6 M here), scaling by the GradScaler's 2**16 before the cast keeps them."""
+    torch.manual_seed(0)
+    m, v, factor = 512, 30522, 2.0 ** 16
+    logits = (torch.randn(m, v) * 2).half()
+    batch = batch_of(torch.randint(0, v, (m,)).tolist(), [ELM, BLM] * (m // 2))
+    loss = MaskSpecificLoss(make_softmax_share())
+    reference, value = loss(logits.float(), batch)
+    assert int((reference == 0).sum()) == 0
+    cast_then_scaled = loss(logits, batch)[0] * factor
+    assert int((cast_then_scaled == 0).sum()) > 0.6 * m * v
+    grad, scaled_value = loss(logits, batch, grad_scale=torch.tensor(factor))
+    assert grad.dtype == torch.float16 and scaled_value == pytest.approx(value, rel=1e-6)
+    # zero only where even the scaled value is below fp16's range (2 entries of 15.6 M)
+    assert int((grad == 0).sum()) == int(((reference * factor).half() == 0).sum()) < 10
+    assert torch.allclose(grad.float() / factor, reference, rtol=1e-3, atol=1e-12)
+
+
+def test_tagger_gradient_is_scaled_before_the_cast():
+    torch.manual_seed(0)
+    logits = (torch.randn(8, 512, 3) * 4).half()
+    tags = torch.randint(0, 3, (8, 512))
+    reference, value = TaggerLoss(weight=0.1)(logits.float(), batch_of([0], [BLM], tag_labels=tags))
+    unscaled = TaggerLoss(weight=0.1)(logits, batch_of([0], [BLM], tag_labels=tags))[0]
+    grad, scaled_value = TaggerLoss(weight=0.1)(logits, batch_of([0], [BLM], tag_labels=tags), grad_scale=2.0 ** 16)
+    assert int((unscaled == 0).sum()) > int((grad == 0).sum()) == int(((reference * 2 ** 16).half() == 0).sum())
+    assert torch.allclose(grad.float() / 2 ** 16, reference, rtol=1e-3, atol=1e-12) and scaled_value == pytest.approx(value)

@@ -36,7 +36,7 @@ name = null
 """, overrides={"model.name": str(tiny_model_dir("bert"))})
     model = registry.resolve(cfg)["model"]
     docs = iob_to_docs(data_dir / "blurb" / "NCBI-disease-IOB" / "test.tsv", Vocab())[:20]
-    seqs = [encode_doc(d, model.attrs["tokenizer"], GoldTerms()(d), 96) for d in docs]
+    seqs = [encode_doc(d, model.attrs["tokenizer"], GoldTerms()(d), 160) for d in docs]
     return model, seqs
 
 

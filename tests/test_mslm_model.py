@@ -40,7 +40,7 @@ def docs(data_dir):
 def seqs_for(model, docs, tags=None):
     gold = GoldTerms()
     tag_map = {t: i for i, t in enumerate(tags)} if tags else None
-    return [encode_doc(d, model.attrs["tokenizer"], gold(d), 96, tag_map) for d in docs]
+    return [encode_doc(d, model.attrs["tokenizer"], gold(d), 160, tag_map) for d in docs]
 
 
 @pytest.mark.parametrize("family", ["bert", "roberta"])
@@ -92,17 +92,41 @@ def test_training_steps_lower_the_loss_on_a_fixed_batch(family, tiny_model_dir, 
 
 
 def test_joint_tagging_head_reads_unmasked_input(tiny_model_dir, docs):
+    """Training feeds the head the masked batch; evaluation (tagger_accuracy) feeds it the
+    unmasked sequence: the two runs give different tag logits, and the logged accuracy is the
+    one of the unmasked run."""
+    from spacy_msnr.mslm.metrics import tagger_accuracy
+
     model = build(tiny_model_dir("bert"), ner_weight=0.5)
     tags = ["O", "B-Disease", "I-Disease"]
     seqs = seqs_for(model, docs[:6], tags)
     model.attrs["tag_labels"] = tags
     model.initialize(X=seqs)
+    module = torch_module(model)
+    with torch.no_grad():  # a sharp head, so that its argmax follows what it reads
+        module.tagger.weight.mul_(50.0)
+    model.get_ref("masking").attrs["rng"] = np.random.default_rng(0)
     out, backprop = model.begin_update(seqs)
     assert out.tag_logits.shape == (*out.batch.input_ids.shape, 3)
+    assert (out.batch.input_ids == model.attrs["tokenizer"].mask_token_id).sum() >= len(out.batch.positions) > 0
     d_tags, value = model.attrs["tagger_loss"](out.tag_logits, out.batch)
     assert value > 0
     backprop((torch.zeros_like(out.logits), d_tags))
-    assert torch_module(model).tagger.weight.grad.abs().sum() > 0
+    assert module.tagger.weight.grad.abs().sum() > 0
+    # the same sequences, unmasked (the gold ids), through the encoder and the head in eval mode
+    gold = out.batch.input_ids.clone().reshape(-1)
+    gold[out.batch.positions] = out.batch.labels
+    gold = gold.reshape(out.batch.input_ids.shape)
+    with torch.no_grad():
+        module.eval()
+        unmasked = module.tagger(module.hf.base_model(input_ids=gold, attention_mask=out.batch.attention_mask)[0])
+        masked = module.tagger(module.hf.base_model(input_ids=out.batch.input_ids, attention_mask=out.batch.attention_mask)[0])
+        module.train()
+    labels, keep = out.batch.tag_labels, out.batch.tag_labels >= 0
+    unmasked_acc = float((unmasked.argmax(-1) == labels)[keep].float().mean())
+    masked_acc = float((masked.argmax(-1) == labels)[keep].float().mean())
+    assert not torch.allclose(masked, unmasked, atol=1e-3) and masked_acc != pytest.approx(unmasked_acc, abs=1e-6)
+    assert tagger_accuracy(model, seqs) == pytest.approx(unmasked_acc, abs=1e-6)
     # serialisation round-trip keeps the head (safetensors bytes)
     clone = build(tiny_model_dir("bert"), ner_weight=0.5)
     clone.from_bytes(model.to_bytes())
@@ -123,3 +147,27 @@ def test_encoder_without_mlm_head_is_rejected(tiny_model_dir, tmp_path):
     AutoTokenizer.from_pretrained(src).save_pretrained(tmp_path)
     with pytest.raises(ValueError, match="no trained masked-LM head"):
         load_masked_lm(tmp_path)
+
+
+def test_update_micro_batch_scales_gradients_by_share_and_grad_scaler(tiny_model_dir, docs):
+    """The GradScaler's factor and the accumulation share both reach the parameters' gradients."""
+    from spacy_msnr.mslm.train import update_micro_batch
+
+    model = build(tiny_model_dir("bert"))
+    seqs = seqs_for(model, docs[:4])
+    model.initialize(X=seqs)
+    module = torch_module(model)
+
+    def grads(scale, scaler=None):
+        torch.manual_seed(0)
+        model.get_ref("masking").attrs["rng"] = np.random.default_rng(0)
+        stats = update_micro_batch(model, seqs, scale, scaler)
+        out = {n: p.grad.clone() for n, p in module.named_parameters() if p.grad is not None}
+        module.zero_grad(set_to_none=True)
+        return out, stats["loss"]
+
+    plain, loss = grads(1.0)
+    scaled, scaled_loss = grads(0.5, torch.amp.GradScaler("cpu", init_scale=1024.0))
+    assert scaled_loss == pytest.approx(0.5 * loss) and plain.keys() == scaled.keys() and len(plain) > 10
+    for name in plain:
+        assert torch.allclose(scaled[name], 512.0 * plain[name], rtol=1e-4, atol=1e-6), name

@@ -11,7 +11,7 @@ and the value does not depend on sequence length or padding. (The reference code
 scales per sequence by 1 + |masked| and averages CE over all positions; see METHODS.md.)
 """
 import math
-from typing import Callable, Optional, Tuple
+from typing import Callable, Optional, Tuple, Union
 
 import torch
 from thinc.loss import Loss
@@ -20,6 +20,8 @@ from ..registry import weightings
 from .masking import BLM, ELM, IGNORE_INDEX, MaskedBatch
 
 Weighting = Callable[[int, int], Tuple[float, float]]
+#: A factor for the gradient: a number, or a 0-dim tensor such as `GradScaler.scale(tensor(s))`.
+GradScale = Union[float, torch.Tensor]
 
 
 @weightings("spacy_msnr.softmax_share.v1")
@@ -69,13 +71,19 @@ def position_weights(kinds: torch.Tensor, weighting: Weighting) -> Tuple[torch.T
 
 
 class MaskSpecificLoss(Loss):
-    """Weighted cross-entropy over masked positions; guesses are logits [M, V] at those positions."""
+    """Weighted cross-entropy over masked positions; guesses are logits [M, V] at those positions.
+
+    `loss(guesses, truths, grad_scale)` returns (gradient, loss value). The gradient is computed
+    in float32, multiplied by `grad_scale` (accumulation share times the fp16 loss-scaling factor),
+    and only then cast to the guesses' dtype, so fp16 gradients keep the entries that would
+    underflow to zero unscaled. The loss value is never scaled.
+    """
 
     def __init__(self, weighting: Weighting):
         self.weighting = weighting
         self.last_weights: Tuple[float, float] = (0.0, 0.0)
 
-    def __call__(self, guesses: torch.Tensor, truths: MaskedBatch) -> Tuple[torch.Tensor, float]:
+    def __call__(self, guesses: torch.Tensor, truths: MaskedBatch, grad_scale: GradScale = 1.0) -> Tuple[torch.Tensor, float]:
         labels = truths.labels.to(guesses.device)
         if not len(labels):
             return torch.zeros_like(guesses), 0.0
@@ -86,7 +94,7 @@ class MaskSpecificLoss(Loss):
         scale = alpha / len(labels)
         grad = logp.exp_()
         grad[torch.arange(len(labels), device=grad.device), labels] -= 1.0
-        grad.mul_(scale[:, None])
+        grad.mul_((scale * grad_scale)[:, None])
         return grad.to(guesses.dtype), float((scale * ce).sum())
 
     def get_grad(self, guesses: torch.Tensor, truths: MaskedBatch) -> torch.Tensor:
@@ -97,12 +105,15 @@ class MaskSpecificLoss(Loss):
 
 
 class TaggerLoss(Loss):
-    """Mean token-classification cross-entropy over tagged positions, times `weight` (lambda)."""
+    """Mean token-classification cross-entropy over tagged positions, times `weight` (lambda).
+
+    `grad_scale` multiplies the float32 gradient before the cast, as in `MaskSpecificLoss`.
+    """
 
     def __init__(self, weight: float = 1.0):
         self.weight = weight
 
-    def __call__(self, guesses: Optional[torch.Tensor], truths: MaskedBatch) -> Tuple[Optional[torch.Tensor], float]:
+    def __call__(self, guesses: Optional[torch.Tensor], truths: MaskedBatch, grad_scale: GradScale = 1.0) -> Tuple[Optional[torch.Tensor], float]:
         if guesses is None or truths.tag_labels is None:
             return None, 0.0
         labels = truths.tag_labels.to(guesses.device).reshape(-1)
@@ -116,7 +127,7 @@ class TaggerLoss(Loss):
         ce = -logp.gather(1, safe[:, None])[:, 0] * keep
         grad = logp.exp_()
         grad[torch.arange(len(labels), device=grad.device), safe] -= 1.0
-        grad.mul_((keep.float() * self.weight / count)[:, None])
+        grad.mul_((keep.float() * self.weight / count * grad_scale)[:, None])
         return grad.reshape(guesses.shape).to(guesses.dtype), float(self.weight * ce.sum() / count)
 
     def get_grad(self, guesses, truths):

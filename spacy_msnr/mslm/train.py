@@ -26,7 +26,7 @@ from thinc.api import Config, Model, fix_random_seed
 from wasabi import msg
 
 from . import loss as _loss  # noqa: F401  (registers the weightings)
-from . import optimizer as _optimizer  # noqa: F401  (registers spacy_msnr.AdamW.v1)
+from . import optimizer as _optimizer  # noqa: F401  (registers spacy_msnr.AdamW.v1 in @msnr_optimizers)
 from . import terms as _terms  # noqa: F401  (registers the term sources)
 from .masking import EncodedSeq, encode_doc, split_to_fit
 from .metrics import ds_term_sensitivity, pack, tagger_accuracy
@@ -80,12 +80,43 @@ def load_config(path: Union[str, Path], overrides: Optional[Dict[str, Any]] = No
     return spacy.util.load_config(path, overrides=overrides or {}, interpolate=False)
 
 
+#: Integer settings of [training] and their smallest allowed value.
+_TRAINING_MINIMA = {"batch_size": 1, "accumulate_gradient": 1, "max_length": 1, "eval_frequency": 1,
+                    "max_steps": 0, "max_epochs": 0, "checkpoint_every": 0, "seed": 0}
+
+
 def _check_training(cfg: Dict[str, Any]) -> None:
-    for key in ("batch_size", "accumulate_gradient"):
-        if int(cfg[key]) < 1:
-            raise ValueError(f"training.{key} must be at least 1, got {cfg[key]}")
-    if int(cfg["max_steps"]) <= 0 and int(cfg["max_epochs"]) <= 0:
+    """Raise a ValueError naming the setting for any [training] value the loop cannot run with."""
+    for key, low in _TRAINING_MINIMA.items():
+        value = cfg.get(key)
+        if isinstance(value, bool) or not isinstance(value, int) or value < low:
+            raise ValueError(f"training.{key} must be an integer >= {low}, got {value!r} (in [training] of the config)")
+    if cfg["max_steps"] == 0 and cfg["max_epochs"] == 0:
         raise ValueError("Set training.max_steps or training.max_epochs to a positive number, or training never ends")
+    if not isinstance(cfg.get("keep_checkpoint", False), bool):
+        raise ValueError(f"training.keep_checkpoint must be true or false, got {cfg['keep_checkpoint']!r}")
+
+
+_OLD_OPTIMIZER = ("@optimizers", "spacy_msnr.AdamW.v1")
+
+
+def _moved_optimizer(config: Config) -> Config:
+    """A config naming spacy_msnr.AdamW.v1 in thinc's @optimizers (its place before it moved
+    to @msnr_optimizers) keeps working, with a warning."""
+    settings = config.get("training", {}).get("optimizer", {})
+    if settings.get(_OLD_OPTIMIZER[0]) != _OLD_OPTIMIZER[1]:
+        return config
+    warnings.warn('[training.optimizer] @optimizers = "spacy_msnr.AdamW.v1" is the old name; '
+                  'write @msnr_optimizers = "spacy_msnr.AdamW.v1"', DeprecationWarning)
+    config = config.copy()
+    optimizer = config["training"]["optimizer"]
+    del optimizer[_OLD_OPTIMIZER[0]]
+    config["training"]["optimizer"] = {"@msnr_optimizers": _OLD_OPTIMIZER[1], **optimizer}
+    return config
+
+
+def _finished(state: Dict[str, Any], max_steps: int, max_epochs: int) -> bool:
+    return (max_steps > 0 and state["step"] >= max_steps) or (max_epochs > 0 and state["epoch"] >= max_epochs)
 
 
 def _save_checkpoint(path: Path, model: Model, optimizer, scheduler, scaler, state: Dict[str, Any], config: Config) -> None:
@@ -167,15 +198,17 @@ def _prepare_output(output: Path, resume: bool) -> Optional[Path]:
 def train(config: Config, output: Union[str, Path], *, gpu_id: int = -1, resume: bool = False, show_progress: bool = True) -> Dict[str, Any]:
     """Run MSLM adaptation as configured; write the model to `output`; return the run log."""
     output = Path(output)
-    paths = config.interpolate()["paths"]
+    config = _moved_optimizer(config)
+    interpolated = config.interpolate()
+    paths = interpolated["paths"]
     if not paths.get("train"):
         raise ValueError("No training corpus: set paths.train (e.g. --paths.train corpus/train.spacy)")
     if not paths.get("base_model"):
         raise ValueError("No model to adapt: set paths.base_model to a hub id or a local model directory")
+    _check_training(interpolated["training"])
     resume_from = _prepare_output(output, resume)
-    resolved = registry.resolve(config.interpolate())
+    resolved = registry.resolve(interpolated)
     cfg, model, term_source = resolved["training"], resolved["model"], resolved["terms"]
-    _check_training(cfg)
     seed = int(cfg["seed"])
     fix_random_seed(seed)
     device = torch.device(f"cuda:{gpu_id}" if gpu_id >= 0 else "cpu")
@@ -183,6 +216,9 @@ def train(config: Config, output: Union[str, Path], *, gpu_id: int = -1, resume:
         raise ValueError(f"--gpu-id {gpu_id} asked for a GPU but torch sees none")
 
     tokenizer = model.attrs["tokenizer"]
+    if int(cfg["max_length"]) <= tokenizer.num_special_tokens_to_add(pair=False):
+        raise ValueError(f"training.max_length = {cfg['max_length']} leaves no room for text beside the "
+                         f"{tokenizer.num_special_tokens_to_add(pair=False)} special tokens of {paths['base_model']}")
     train_docs = read_docs(paths["train"])
     tags = tag_labels(train_docs) if model.attrs["ner_weight"] > 0 else None
     if tags is not None and len(tags) == 1:
@@ -218,7 +254,7 @@ def train(config: Config, output: Union[str, Path], *, gpu_id: int = -1, resume:
     running = state["running"]
     progress = _progress(show_progress, total_steps, state["step"])
     start = time.perf_counter()
-    done = False
+    done = _finished(state, max_steps, max_epochs)  # a resumed run may have finished already
     while not done:
         batches = _epoch_batches(lengths, seed, state["epoch"], batch_size)
         while state["batch"] < len(batches):
@@ -242,7 +278,7 @@ def train(config: Config, output: Union[str, Path], *, gpu_id: int = -1, resume:
             running["n"] += 1
             progress.update(1)
             progress.set_postfix(loss=f"{running['loss'] / running['n']:.3f}", term_acc=f"{running['term_hits'] / max(1, running['terms']):.3f}")
-            done = (max_steps > 0 and state["step"] >= max_steps)
+            done = _finished(state, max_steps, max_epochs)
             if state["step"] % eval_every == 0 or done:
                 record = _evaluate(model, dev_seqs, state, running, seed)
                 state["history"].append(record)
@@ -257,7 +293,7 @@ def train(config: Config, output: Union[str, Path], *, gpu_id: int = -1, resume:
         if not done:
             state["epoch"] += 1
             state["batch"] = 0
-            done = max_epochs > 0 and state["epoch"] >= max_epochs
+            done = _finished(state, max_steps, max_epochs)
             if done and (not state["history"] or state["history"][-1]["step"] != state["step"]):
                 state["history"].append(_evaluate(model, dev_seqs, state, running, seed))
                 if ckpt_every > 0:
@@ -278,15 +314,16 @@ def update_micro_batch(model: Model, seqs: Sequence[EncodedSeq], scale: float = 
     """Forward, loss and backward for one micro-batch (gradients accumulate; no optimizer step).
 
     The loss gradient is multiplied by `scale` (1/accumulation steps) and by the GradScaler's
-    factor when fp16 scaling is on. Returns the scaled loss, DS-term hits and counts, wordpieces.
+    factor when fp16 scaling is on, in float32 before it is cast to the logits' dtype (so small
+    fp16 gradients do not underflow). Returns the scaled loss, DS-term hits and counts, wordpieces.
     """
     out, backprop = model.begin_update(seqs)
-    d_logits, value = model.attrs["loss"](out.logits, out.batch)
-    d_tags, tag_value = model.attrs["tagger_loss"](out.tag_logits, out.batch)
-    grads = [None if g is None else g * scale for g in (d_logits, d_tags)]
+    grad_scale = torch.tensor(float(scale), device=out.logits.device)
     if scaler is not None and scaler.is_enabled():
-        grads = [None if g is None else scaler.scale(g) for g in grads]
-    backprop(tuple(grads))
+        grad_scale = scaler.scale(grad_scale)
+    d_logits, value = model.attrs["loss"](out.logits, out.batch, grad_scale)
+    d_tags, tag_value = model.attrs["tagger_loss"](out.tag_logits, out.batch, grad_scale)
+    backprop((d_logits, d_tags))
     with torch.no_grad():
         terms = out.batch.is_term.to(out.logits.device)
         hits = (out.logits.argmax(-1) == out.batch.labels.to(out.logits.device)) & terms
