@@ -33,7 +33,7 @@ def test_registered_functions_resolve_through_entry_points():
     from importlib.metadata import entry_points
 
     groups = ["spacy_factories", "spacy_architectures", "thinc_msnr_terms", "thinc_msnr_maskers",
-              "thinc_msnr_weightings", "thinc_optimizers"]
+              "thinc_msnr_weightings", "thinc_msnr_optimizers", "thinc_optimizers"]
     ours = [ep for group in groups for ep in entry_points(group=group) if ep.value.startswith("spacy_msnr.")]
     assert len(ours) >= 16
     for ep in ours:
