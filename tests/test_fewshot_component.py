@@ -3,9 +3,12 @@ import os
 import subprocess
 import sys
 import warnings
+from pathlib import Path
 
 import pytest
 import spacy
+import torch
+from spacy.tokens import Span
 from thinc.api import Adam
 
 import util  # tests/util.py
@@ -187,3 +190,102 @@ def test_long_answers_split_the_training_text(tiny_model_dir):
     assert len(insts) > 1 and all(len(x.input_ids) + len(x.answer_ids) <= limit for x in insts)
     covered = "".join(examples[0].reference.text[x.segment.start_char : x.segment.end_char] for x in insts)
     assert covered.replace(" ", "") == "".join(words)  # every word is in exactly one window
+
+
+def _set_ents(doc, ents):
+    doc.ents = [Span(doc, s, e, label=label) for s, e, label in ents]
+    return doc
+
+
+@pytest.mark.parametrize("overwrite", [False, True])
+def test_entities_set_earlier_are_kept_unless_overwrite_ents(tiny_model_dir, overwrite):
+    nlp = spacy.blank("en")
+    ner = nlp.add_pipe("fewshot_ner", config={"model": {"base_model": str(tiny_model_dir("llama"))},
+                                              "overwrite_ents": overwrite})
+    assert nlp.config["components"]["fewshot_ner"]["overwrite_ents"] is overwrite
+    doc = _set_ents(nlp.make_doc("Obama met Smith in New York and Rome ."), [(4, 6, "GPE"), (7, 8, "GPE")])
+    # predictions: Obama and Smith (free), York (inside New York), Rome (the same token as Rome)
+    cands = [(0, 1, "PER", 0.9), (2, 3, "PER", 0.8), (5, 6, "LOC", 0.7), (7, 8, "LOC", 0.6)]
+    ner.set_annotations([doc], [cands])
+    got = [(e.start, e.end, e.label_) for e in doc.ents]
+    if overwrite:  # predictions win; the earlier entities they overlap are removed (entity_ruler's switch)
+        assert got == [(0, 1, "PER"), (2, 3, "PER"), (5, 6, "LOC"), (7, 8, "LOC")]
+    else:  # as spaCy's ner: earlier entities stay, overlapping predictions are dropped
+        assert got == [(0, 1, "PER"), (2, 3, "PER"), (4, 6, "GPE"), (7, 8, "GPE")]
+    group = doc.spans["fewshot_ner"]
+    assert [(s.start, s.end, s.label_) for s in group] == [g for g in got if g[2] in ("PER", "LOC")]
+    assert group.attrs["scores"] == ([0.9, 0.8, 0.7, 0.6] if overwrite else [0.9, 0.8])
+
+
+def test_trained_pipe_after_an_entity_ruler(trained):
+    nlp = trained[0]
+    ner = nlp.get_pipe("fewshot_ner")
+    doc = _set_ents(nlp.make_doc("Smith lives in Rome ."), [(3, 4, "GPE")])  # as an entity_ruler would
+    doc = ner(doc)
+    assert [(e.text, e.label_) for e in doc.ents] == [("Smith", "PER"), ("Rome", "GPE")]
+
+
+def test_building_and_loading_leave_the_global_rng_alone(tiny_model_dir, tmp_path):
+    def draw_after(action):
+        torch.manual_seed(123)
+        result = action()
+        return torch.rand(4), result
+
+    expected = draw_after(lambda: None)[0]
+
+    def build(seed=0):
+        nlp = make_nlp(tiny_model_dir("llama"), labels={"PER": "a person"}, seed=seed)
+        nlp.initialize()
+        return nlp
+
+    drawn, nlp = draw_after(build)
+    assert torch.equal(drawn, expected)
+    nlp.to_disk(tmp_path / "pipe")
+    drawn, loaded = draw_after(lambda: spacy.load(tmp_path / "pipe"))
+    assert torch.equal(drawn, expected)
+    # LoRA comes from the component's seed, not from the global state
+    lora = lambda n: {k: v for k, v in n.get_pipe("fewshot_ner").model.shims[0].model.named_parameters() if "lora_A" in k}
+    torch.manual_seed(7)
+    again = build()
+    other = build(seed=1)
+    assert all(torch.equal(v, lora(again)[k]) for k, v in lora(nlp).items())
+    assert all(torch.equal(v, lora(loaded)[k]) for k, v in lora(nlp).items())
+    assert not any(torch.equal(v, lora(other)[k]) for k, v in lora(nlp).items())
+
+
+def test_float16_training_is_refused(tiny_model_dir):
+    nlp = make_nlp(tiny_model_dir("llama"), dtype="float16")
+    examples = make_examples(nlp)
+    nlp.initialize(lambda: examples)
+    with pytest.raises(ValueError, match=r"float16.*bfloat16"):
+        nlp.update(examples)
+
+
+def _stored_bytes(*dirs):
+    """Bytes on disk under `dirs`, counting a hard-linked file once."""
+    seen = {}
+    for d in dirs:
+        for f in Path(d).rglob("*"):
+            if f.is_file():
+                st = f.stat()
+                seen[(st.st_dev, st.st_ino)] = st.st_size
+    return sum(seen.values())
+
+
+def test_saving_twice_stores_the_base_weights_once(tiny_model_dir, tmp_path):
+    base = tiny_model_dir("llama")
+    nlp = make_nlp(base, labels={"PER": "a person"})
+    nlp.initialize()
+    nlp.to_disk(tmp_path / "best")
+    one = _stored_bytes(tmp_path / "best")
+    weights = (base / "model.safetensors").stat().st_size
+    assert one > weights
+    nlp.to_disk(tmp_path / "last")
+    nlp.to_disk(tmp_path / "best")
+    assert _stored_bytes(tmp_path / "best", tmp_path / "last") < one + weights  # the base is on disk once
+    stored = [tmp_path / d / "fewshot_ner" / "model" / "base" / "model.safetensors" for d in ("best", "last")]
+    assert stored[0].samefile(stored[1]) and not stored[0].samefile(base / "model.safetensors")
+    loaded = spacy.load(tmp_path / "last")
+    loaded.to_disk(tmp_path / "third")
+    assert (tmp_path / "third" / "fewshot_ner" / "model" / "base" / "model.safetensors").samefile(stored[0])
+    assert _ents(loaded, TEXTS[:2]) == _ents(nlp, TEXTS[:2])

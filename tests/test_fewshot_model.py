@@ -79,16 +79,23 @@ def test_adapter_round_trip_and_mismatch(tiny_model_dir, tmp_path):
     lora = {"r": 4, "alpha": 8, "dropout": 0.0, "target_modules": None}
     shim = LoRACausalLMShim(None)
     shim.load(str(tiny_model_dir("llama")), lora, "float32", None, 0)
+    generator = torch.Generator().manual_seed(0)
+    adapters = {n: p for n, p in shim.model.named_parameters() if "lora_" in n}
+    assert {n.split("lora_")[1][0] for n in adapters} == {"A", "B"}
+    assert len(adapters) == 2 * 4 * 2  # lora_A and lora_B of q, k, v, o in both layers
     with torch.no_grad():
-        for n, p in shim.model.named_parameters():
-            if "lora_B" in n:
-                p.normal_()
+        for p in adapters.values():
+            p.normal_(generator=generator)
     shim.to_disk(tmp_path / "m")
     assert (tmp_path / "m" / "adapter.safetensors").exists() and (tmp_path / "m" / "base" / "model.safetensors").exists()
     other = LoRACausalLMShim(None).from_disk(tmp_path / "m")
     a = dict(shim.model.named_parameters())
     for n, p in other.model.named_parameters():
         assert torch.equal(p, a[n]), n
+    fresh = LoRACausalLMShim(None)
+    fresh.load(str(tiny_model_dir("llama")), lora, "float32", None, 0)
+    for n, p in fresh.model.named_parameters():  # every adapter tensor had to be restored, lora_A too
+        assert torch.equal(p, a[n]) != (n in adapters), n
     wider = LoRACausalLMShim(None)
     wider.load(str(tiny_model_dir("llama")), dict(lora, target_modules=["q_proj", "v_proj", "gate_proj"]), "float32", None, 0)
     with pytest.raises(ValueError, match="do not match"):
@@ -96,3 +103,36 @@ def test_adapter_round_trip_and_mismatch(tiny_model_dir, tmp_path):
     restored = LoRACausalLMShim(None).from_bytes(shim.to_bytes())
     for n, p in restored.model.named_parameters():
         assert torch.equal(p, a[n]), n
+
+
+def _loss_and_grads(nlp, examples, chunk):
+    ner = nlp.get_pipe("fewshot_ner")
+    ner.cfg["train_batch_size"] = chunk
+    model = ner.model.shims[0].model
+    model.zero_grad(set_to_none=True)
+    losses = ner.update(examples)  # no optimizer: the gradients stay on the parameters
+    grads = {n: p.grad.clone() for n, p in model.named_parameters() if p.requires_grad}
+    model.zero_grad(set_to_none=True)
+    return losses, grads
+
+
+@pytest.mark.parametrize("epsilon", [0.0, 0.1])
+def test_chunk_size_changes_neither_loss_nor_gradient(tiny_model_dir, epsilon):
+    nlp = spacy.blank("en")
+    nlp.add_pipe("fewshot_ner", config={"model": {
+        "base_model": str(tiny_model_dir("llama")), "lora": {"r": 4, "alpha": 8, "dropout": 0.0},
+        "contrastive": {"layer": 0.5, "temperature": 0.1, "weight": 0.5}, "adversarial": {"epsilon": epsilon}}})
+    examples = make_examples(nlp, SENTS + [("Merkel met Macron in Paris .", [(0, 1, "PER"), (2, 3, "PER"), (4, 5, "LOC")])])
+    nlp.initialize(lambda: examples)
+    with torch.no_grad():  # a non-trivial adapter, so that every LoRA tensor has a gradient
+        for n, p in nlp.get_pipe("fewshot_ner").model.shims[0].model.named_parameters():
+            if "lora_B" in n:
+                p.normal_(0, 0.1, generator=torch.Generator().manual_seed(0))
+    one, g1 = _loss_and_grads(nlp, examples, 1)
+    whole, g16 = _loss_and_grads(nlp, examples, 16)
+    assert len(nlp.get_pipe("fewshot_ner").training_instructions(examples)) == 6  # 3 sentences x 2 types
+    for key in ("fewshot_ner", "fewshot_ner_lm", "fewshot_ner_contrastive", "fewshot_ner_adversarial"):
+        assert one[key] == pytest.approx(whole[key], rel=1e-5), key
+    assert (whole["fewshot_ner_adversarial"] > 0) == (epsilon > 0)
+    for n, g in g16.items():
+        assert torch.allclose(g1[n], g, rtol=1e-4, atol=1e-7), n

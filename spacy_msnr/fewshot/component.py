@@ -14,7 +14,7 @@ import srsly
 from spacy import util
 from spacy.language import Language
 from spacy.pipeline import TrainablePipe
-from spacy.tokens import Doc, SpanGroup
+from spacy.tokens import Doc, Span, SpanGroup
 from spacy.training import Example, validate_examples, validate_get_examples
 from spacy.vocab import Vocab
 from thinc.api import Config, Model, Optimizer
@@ -50,6 +50,7 @@ Candidate = Tuple[int, int, str, float]
         "max_new_tokens": 64,
         "batch_size": 16,
         "train_batch_size": 16,
+        "overwrite_ents": False,
         "scorer": {"@scorers": "spacy.ner_scorer.v1"},
     },
     default_score_weights={"ents_f": 1.0, "ents_p": 0.0, "ents_r": 0.0, "ents_per_type": None},
@@ -63,13 +64,17 @@ def make_fewshot_ner(
     max_new_tokens: int,
     batch_size: int,
     train_batch_size: int,
+    overwrite_ents: bool,
     scorer: Optional[Callable],
 ) -> "FewShotNER":
     """Few-shot NER with a LoRA-tuned causal LM. `labels` maps each entity type to a short
-    natural-language description (null: collect the types from the training data)."""
+    natural-language description (null: collect the types from the training data).
+    `train_batch_size`: instructions per forward/backward pass (memory only, not the loss).
+    `overwrite_ents`: let predictions replace overlapping entities set earlier in the pipeline
+    (false: keep those, as spaCy's `ner` and `entity_ruler` do)."""
     return FewShotNER(
         nlp.vocab, model, name, labels=labels, spans_key=spans_key, max_new_tokens=max_new_tokens,
-        batch_size=batch_size, train_batch_size=train_batch_size, scorer=scorer,
+        batch_size=batch_size, train_batch_size=train_batch_size, overwrite_ents=overwrite_ents, scorer=scorer,
     )
 
 
@@ -87,6 +92,7 @@ class FewShotNER(TrainablePipe):
         max_new_tokens: int = 64,
         batch_size: int = 16,
         train_batch_size: int = 16,
+        overwrite_ents: bool = False,
         scorer: Optional[Callable] = None,
     ):
         if max_new_tokens < 1 or batch_size < 1 or train_batch_size < 1:
@@ -97,7 +103,7 @@ class FewShotNER(TrainablePipe):
         self.scorer = scorer
         self.cfg: Dict[str, Any] = {
             "labels": _as_label_dict(labels), "spans_key": spans_key, "max_new_tokens": max_new_tokens,
-            "batch_size": batch_size, "train_batch_size": train_batch_size,
+            "batch_size": batch_size, "train_batch_size": train_batch_size, "overwrite_ents": bool(overwrite_ents),
         }
         self._builder: Optional[PromptBuilder] = None
 
@@ -183,7 +189,9 @@ class FewShotNER(TrainablePipe):
         sgd: Optional[Optimizer] = None,
         losses: Optional[Dict[str, float]] = None,
     ) -> Dict[str, float]:
-        """One optimisation step on the instructions built from `examples`' gold entities."""
+        """One optimisation step on the instructions built from `examples`' gold entities.
+        `train_batch_size` only bounds how many instructions run through the model at once: the
+        loss and its gradient are those of all the examples' instructions together."""
         if losses is None:
             losses = {}
         losses.setdefault(self.name, 0.0)
@@ -193,14 +201,9 @@ class FewShotNER(TrainablePipe):
         if not instructions:
             return losses
         size = self.cfg["train_batch_size"]
-        totals = {"lm": 0.0, "contrastive": 0.0, "adversarial": 0.0}
-        for b0 in range(0, len(instructions), size):
-            chunk = instructions[b0 : b0 + size]
-            share = len(chunk) / len(instructions)
-            terms, backprop = self.model.begin_update(chunk)
-            backprop(share)
-            for key in totals:
-                totals[key] += terms[key] * share
+        chunks = [instructions[b0 : b0 + size] for b0 in range(0, len(instructions), size)]
+        totals, backprop = self.model.begin_update(chunks)
+        backprop(1.0)
         if sgd is not None:
             self.finish_update(sgd)
         weight = float(self.model.attrs["contrastive"]["weight"])
@@ -287,15 +290,23 @@ class FewShotNER(TrainablePipe):
         return out
 
     def set_annotations(self, docs: Iterable[Doc], candidates: List[List[Candidate]]) -> None:
-        """Set `doc.ents` to the non-overlapping candidates and `doc.spans[spans_key]` to the same
-        entities with their scores."""
+        """Add the non-overlapping candidates to `doc.ents` and set `doc.spans[spans_key]` to the
+        entities this component added, with their scores (`spans.attrs["scores"]`).
+
+        As spaCy's `ner` and `entity_ruler` do, entities set earlier in the pipeline are kept: a
+        prediction that overlaps one is dropped. With `overwrite_ents` (the `entity_ruler`'s
+        switch) predictions win instead, and only the earlier entities they overlap are removed.
+        """
         key = self.cfg["spans_key"]
+        overwrite = self.cfg["overwrite_ents"]
         for doc, cands in zip(docs, candidates):
-            chosen = resolve_overlaps(cands)
-            spans = [doc[s:e] for s, e, _, _ in chosen]
-            for span, (_, _, label, _) in zip(spans, chosen):
-                span.label_ = label
-            doc.ents = spans
+            existing = list(doc.ents)
+            taken = {i for ent in existing for i in range(ent.start, ent.end)}
+            chosen = [c for c in resolve_overlaps(cands) if overwrite or not taken.intersection(range(c[0], c[1]))]
+            spans = [Span(doc, s, e, label=label) for s, e, label, _ in chosen]
+            mine = {i for s, e, _, _ in chosen for i in range(s, e)}
+            kept = [ent for ent in existing if not mine.intersection(range(ent.start, ent.end))]
+            doc.ents = sorted(kept + spans, key=lambda span: span.start)
             group = SpanGroup(doc, name=key, spans=spans)
             group.attrs["scores"] = [score for _, _, _, score in chosen]
             doc.spans[key] = group

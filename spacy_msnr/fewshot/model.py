@@ -1,20 +1,27 @@
-"""The LoRA-adapted causal LM as a thinc Model (`spacy_msnr.LoRAInstructionNER.v1`).
+"""The LoRA-adapted causal LM as a thinc Model (`spacy_msnr.LoRAInstructionNER.v2`; v1 kept).
 
 The thinc Model holds one `LoRACausalLMShim` (a `PyTorchShim`), so `model.finish_update(sgd)`
 hands the LoRA parameters' gradients to the thinc optimizer that `spacy train` passes in; the
 base weights are frozen and never reach it. The base model is loaded lazily, in `initialize` or
-`from_disk`, so building a pipeline from a config never downloads or loads weights.
+`from_disk`, so building a pipeline from a config never downloads or loads weights, and neither
+building nor loading draws from the global torch random generator (LoRA is initialised from a
+local `torch.Generator` seeded with `seed`).
 
-`forward(model, instructions, is_train)` computes the training loss of a batch of instructions:
-the LM loss on answer tokens, plus `weight` x InfoNCE on the hidden states of layer
-round(layer x depth) over the input tokens (`contrastive.py`); its backprop runs the backward
-pass and, when epsilon > 0, the FGM step: a second pass on input embeddings perturbed along the
-LM-loss gradient, whose LM loss is added (`adversarial.py`).
+`forward(model, chunks, is_train)` computes the training loss of one update batch of
+instructions, given as chunks (`train_batch_size`, a memory setting that does not change the
+loss): the LM loss, the mean cross-entropy over all answer tokens of the batch, plus `weight` x
+InfoNCE over the hidden states of layer round(layer x depth) of every input-text token of the
+batch (`contrastive.py`). Its backprop runs the backward pass and, when epsilon > 0, the FGM step
+(`adversarial.py`): a second pass on input embeddings perturbed along the gradient of that total
+loss (LM + weight x contrastive) with respect to them, whose answer-token cross-entropy (mean
+over all answer tokens of the batch) is added.
 """
 import json
 import math
+import os
 import shutil
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Tuple, Union
 
@@ -23,7 +30,7 @@ import torch
 from spacy.util import registry
 from thinc.api import Model, PyTorchShim, get_torch_default_device
 
-from .adversarial import fgm_perturbation
+from .adversarial import fgm_perturbation, mean_embedding_norm, relative_fgm_perturbation
 from .contrastive import info_nce_loss
 from .prompts import Instruction
 
@@ -36,7 +43,10 @@ TARGET_MODULES = {
 }
 LORA_DEFAULTS = {"r": 16, "alpha": 32, "dropout": 0.05, "target_modules": None}
 CONTRASTIVE_DEFAULTS = {"layer": 0.75, "temperature": 0.07, "weight": 0.1}
-ADVERSARIAL_DEFAULTS = {"epsilon": 1.0}
+#: v2: epsilon relative to the mean token-embedding norm, per token (`relative_fgm_perturbation`).
+ADVERSARIAL_DEFAULTS = {"epsilon": 0.1}
+#: v1: epsilon an absolute L2 norm per sequence (`fgm_perturbation`).
+ADVERSARIAL_DEFAULTS_V1 = {"epsilon": 1.0}
 BASE_FILES = ("config.json", "generation_config.json", "model.safetensors.index.json")
 FORMAT_VERSION = 1
 
@@ -49,8 +59,8 @@ def _settings(name: str, given: Optional[Dict[str, Any]], defaults: Dict[str, An
     return {**defaults, **given}
 
 
-@registry.architectures("spacy_msnr.LoRAInstructionNER.v1")
-def build_lora_instruction_ner(
+@registry.architectures("spacy_msnr.LoRAInstructionNER.v2")
+def build_lora_instruction_ner_v2(
     base_model: Optional[str] = None,
     lora: Optional[Dict[str, Any]] = None,
     contrastive: Optional[Dict[str, float]] = None,
@@ -65,15 +75,44 @@ def build_lora_instruction_ner(
 
     lora: r, alpha, dropout, target_modules (null = chosen per architecture, or "all-linear").
     contrastive: layer (fraction of depth, in (0, 1]), temperature, weight (0 disables).
-    adversarial: epsilon (0 disables). answer_loss: "lm" (cross-entropy over the whole vocabulary,
-    as in the paper) or "constrained" (cross-entropy over the tokens the span-constrained decoder
-    allows at each answer position: the decoder's own choice distribution). dtype: "auto" (bf16 on GPU, float32 on CPU), "float32",
-    "bfloat16" or "float16". store_base: keep a copy of the base weights inside the saved
-    pipeline (null = only when base_model is a local directory).
+    adversarial: epsilon (0 disables), relative to the model's embedding scale: every input
+    position t is moved by r_t = epsilon * e * g_t / ||g_t||_2, where e is the mean L2 norm of the
+    rows of the input-embedding matrix and g_t the loss gradient at t (per-token normalisation, as
+    in FreeLB), so epsilon = 0.1 moves each token embedding by a tenth of a typical embedding's
+    length on any model. answer_loss: "lm" (cross-entropy over the whole vocabulary, as in the
+    paper) or "constrained" (cross-entropy over the tokens the span-constrained decoder allows at
+    each answer position: the decoder's own choice distribution). dtype: "auto" (bf16 on GPU,
+    float32 on CPU), "float32", "bfloat16" or "float16" (prediction only: training a float16 base
+    without loss scaling is refused). store_base: keep a copy of the base weights inside the saved
+    pipeline (null = only when base_model is a local directory). seed: LoRA initialisation.
     """
+    return _build(base_model, lora, contrastive, _settings("adversarial", adversarial, ADVERSARIAL_DEFAULTS),
+                  answer_loss, dtype, store_base, seed, fgm="token")
+
+
+@registry.architectures("spacy_msnr.LoRAInstructionNER.v1")
+def build_lora_instruction_ner(
+    base_model: Optional[str] = None,
+    lora: Optional[Dict[str, Any]] = None,
+    contrastive: Optional[Dict[str, float]] = None,
+    adversarial: Optional[Dict[str, float]] = None,
+    answer_loss: str = "lm",
+    dtype: str = "auto",
+    store_base: Optional[bool] = None,
+    seed: int = 0,
+) -> Model:
+    """As `spacy_msnr.LoRAInstructionNER.v2`, except that adversarial.epsilon (default 1.0) is an
+    absolute L2 norm of the perturbation of a whole sequence's embeddings (Miyato et al.), whose
+    effect depends on the model's embedding scale and the sequence length."""
+    return _build(base_model, lora, contrastive, _settings("adversarial", adversarial, ADVERSARIAL_DEFAULTS_V1),
+                  answer_loss, dtype, store_base, seed, fgm="sequence")
+
+
+def _build(base_model: Optional[str], lora: Optional[Dict[str, Any]], contrastive: Optional[Dict[str, float]],
+           adv_cfg: Dict[str, float], answer_loss: str, dtype: str, store_base: Optional[bool], seed: int,
+           fgm: str) -> Model:
     lora_cfg = _settings("lora", lora, LORA_DEFAULTS)
     con_cfg = _settings("contrastive", contrastive, CONTRASTIVE_DEFAULTS)
-    adv_cfg = _settings("adversarial", adversarial, ADVERSARIAL_DEFAULTS)
     if not 0 < float(con_cfg["layer"]) <= 1:
         raise ValueError(f"contrastive.layer is a fraction of the model's depth in (0, 1], got {con_cfg['layer']}.")
     if float(con_cfg["temperature"]) <= 0 or float(con_cfg["weight"]) < 0:
@@ -92,7 +131,7 @@ def build_lora_instruction_ner(
         init=init,
         shims=[LoRACausalLMShim(None)],
         attrs={
-            "base_model": base_model, "lora": lora_cfg, "contrastive": con_cfg, "adversarial": adv_cfg,
+            "base_model": base_model, "lora": lora_cfg, "contrastive": con_cfg, "adversarial": adv_cfg, "fgm": fgm,
             "dtype": dtype, "store_base": store_base, "seed": seed, "answer_loss": answer_loss,
         },
     )
@@ -122,6 +161,9 @@ class LoRACausalLMShim(PyTorchShim):
         self.tokenizer = None
         self.meta: Dict[str, Any] = {}
         self._base_dir: Optional[Path] = None
+        #: Base-weight files of saved pipelines (written by `to_disk` or loaded from one), with the
+        #: (inode, size, mtime) they had: later saves hard-link these instead of copying again.
+        self._stored: Dict[str, Tuple[Path, Tuple[int, int, int]]] = {}
         self._tmp: Optional[tempfile.TemporaryDirectory] = None
 
     @property
@@ -135,10 +177,11 @@ class LoRACausalLMShim(PyTorchShim):
         return self._model
 
     # -- loading -------------------------------------------------------------------------------
-    def load(self, base_model: Optional[str], lora: Dict[str, Any], dtype: str, store_base: Optional[bool], seed: int,
-             base_dir: Optional[Path] = None, tokenizer_dir: Optional[Path] = None) -> None:
+    def load(self, base_model: Optional[str], lora: Dict[str, Any], dtype: str, store_base: Optional[bool],
+             seed: Optional[int], base_dir: Optional[Path] = None, tokenizer_dir: Optional[Path] = None) -> None:
         """Load tokenizer and base weights (from `base_dir` if given, else `base_model`) and wrap
-        them with LoRA adapters initialised from `seed`."""
+        them with LoRA adapters, initialised from a local generator seeded with `seed` (None: left
+        for the caller to fill, as `from_disk` does). The global torch random state is left as it was."""
         from peft import LoraConfig, get_peft_model
         from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
@@ -155,15 +198,17 @@ class LoRACausalLMShim(PyTorchShim):
         self.tokenizer = AutoTokenizer.from_pretrained(str(tokenizer_dir or source))
         if self.tokenizer.pad_token_id is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
-        base = AutoModelForCausalLM.from_pretrained(source, torch_dtype=torch_dtype, use_safetensors=True)
         targets = lora.get("target_modules") or target_modules_for(config)
         peft_config = LoraConfig(
             r=int(lora["r"]), lora_alpha=float(lora["alpha"]), lora_dropout=float(lora["dropout"]),
             target_modules=targets, bias="none", task_type="CAUSAL_LM",
-            fan_in_fan_out=config.model_type == "gpt2",
+            fan_in_fan_out=config.model_type == "gpt2", init_lora_weights=False,
         )
-        torch.manual_seed(seed)
-        peft_model = get_peft_model(base, peft_config, autocast_adapter_dtype=True)
+        with torch.random.fork_rng(devices=[]):  # module constructors draw; the user's stream must not move
+            base = AutoModelForCausalLM.from_pretrained(source, torch_dtype=torch_dtype, use_safetensors=True)
+            peft_model = get_peft_model(base, peft_config, autocast_adapter_dtype=True)
+        if seed is not None:
+            init_lora(peft_model, seed)
         peft_model.to(device)
         self._model = peft_model
         local = Path(base_model).is_dir() if base_dir is None else True
@@ -171,6 +216,7 @@ class LoRACausalLMShim(PyTorchShim):
         if keep and not local:
             raise ValueError(f"store_base is set but base model {base_model!r} is not a local directory to copy.")
         self._base_dir = Path(source) if keep else None
+        self._stored = {f.name: (f, _identity(f)) for f in self._base_files()} if base_dir is not None else {}
         self.meta = {
             "format": FORMAT_VERSION, "base_model": base_model, "stored_base": keep, "lora": dict(lora, target_modules=targets),
             "dtype": dtype, "model_type": config.model_type, "hf_config": config.to_dict(),
@@ -195,10 +241,33 @@ class LoRACausalLMShim(PyTorchShim):
                 raise ValueError(f"The stored base model directory {self._base_dir} is gone; cannot save the pipeline.")
             if target.resolve() != self._base_dir.resolve():
                 target.mkdir(exist_ok=True)
-                for f in self._base_dir.iterdir():
-                    if f.name in BASE_FILES or f.suffix == ".safetensors":
-                        shutil.copyfile(f, target / f.name)
+                for f in self._base_files():
+                    self._store(f, target / f.name)
         srsly.write_json(path / "fewshot_model.json", dict(self.meta, initialized=True))
+
+    def _base_files(self) -> List[Path]:
+        return sorted(f for f in self._base_dir.iterdir() if f.name in BASE_FILES or f.suffix == ".safetensors")
+
+    def _store(self, source: Path, target: Path) -> None:
+        """Write one base-weight file into a saved pipeline: a hard link to a copy this shim
+        already stored (or loaded), if that file is unchanged, so that saving a pipeline twice
+        keeps one copy of the bytes on disk; else a copy. The user's own base directory is never
+        linked (an in-place rewrite of it would change the saved pipeline), and an existing
+        target is replaced, never written into."""
+        stored = self._stored.get(source.name)
+        linkable = stored is not None and stored[0].exists() and _identity(stored[0]) == stored[1]
+        if target.exists():
+            if linkable and target.samefile(stored[0]):
+                return
+            target.unlink()
+        if linkable:
+            try:
+                os.link(stored[0], target)
+                return
+            except OSError:  # e.g. another file system: copy instead
+                pass
+        shutil.copyfile(source, target)
+        self._stored[source.name] = (target, _identity(target))
 
     def from_disk(self, path: Union[str, Path]) -> "LoRACausalLMShim":
         path = Path(path)
@@ -211,7 +280,7 @@ class LoRACausalLMShim(PyTorchShim):
         if not meta.get("initialized"):
             return self
         base_dir = path / "base" if meta["stored_base"] else None
-        self.load(meta["base_model"], meta["lora"], meta["dtype"], meta["stored_base"], 0,
+        self.load(meta["base_model"], meta["lora"], meta["dtype"], meta["stored_base"], None,
                   base_dir=base_dir, tokenizer_dir=path / "tokenizer")
         self.meta["base_model"] = meta["base_model"]
         load_adapter(self._model, path / "adapter.safetensors")
@@ -235,6 +304,24 @@ class LoRACausalLMShim(PyTorchShim):
         self.from_disk(tmp.name)
         self._tmp = tmp  # keeps a stored base directory alive for later saving
         return self
+
+
+def _identity(path: Path) -> Tuple[int, int, int]:
+    st = path.stat()
+    return st.st_ino, st.st_size, st.st_mtime_ns
+
+
+def init_lora(peft_model, seed: int) -> None:
+    """Fresh LoRA weights as peft initialises them (A: Kaiming-uniform with a = sqrt(5), the
+    nn.Linear default; B: zero, so the adapted model starts as the base), drawn from a local
+    generator seeded with `seed`."""
+    generator = torch.Generator().manual_seed(int(seed))
+    with torch.no_grad():
+        for name, module in sorted(peft_model.named_modules(), key=lambda item: item[0]):
+            if isinstance(getattr(module, "lora_A", None), torch.nn.ModuleDict):
+                for adapter in module.lora_A:
+                    torch.nn.init.kaiming_uniform_(module.lora_A[adapter].weight, a=math.sqrt(5), generator=generator)
+                    torch.nn.init.zeros_(module.lora_B[adapter].weight)
 
 
 def load_adapter(peft_model, path: Path) -> None:
@@ -319,41 +406,115 @@ def contrastive_layer(fraction: float, depth: int) -> int:
 
 
 # -- training forward ---------------------------------------------------------------------------
-def forward(model: Model, batch: List[Instruction], is_train: bool) -> Tuple[Dict[str, float], Callable]:
-    """Loss terms of a batch of instructions with answers, and the backprop that applies them."""
+@dataclass
+class _Pass:
+    """One chunk's forward pass: its tensors, input embeddings, summed answer-token
+    cross-entropy, and the contrastive representations of its text tokens with their types."""
+
+    tensors: Dict[str, torch.Tensor]
+    embeds: torch.Tensor
+    lm_sum: torch.Tensor
+    reps: Optional[torch.Tensor]
+    types: List[str]
+
+
+def forward(model: Model, chunks: List[List[Instruction]], is_train: bool) -> Tuple[Dict[str, float], Callable]:
+    """Loss terms of one update batch of instructions, given as `chunks` that are run one at a
+    time, and the backprop that applies them. The loss does not depend on the chunking: the LM
+    (and adversarial) term is the mean cross-entropy over all answer tokens of the batch, and
+    InfoNCE sees every text token of the batch. With one chunk, the forward pass keeps its graph;
+    with several, a no-grad pass over the chunks gives the loss and the gradient of the
+    contrastive term with respect to every chunk's representations (a gradient cache, Gao et al.
+    2021), and backprop recomputes each chunk with a graph, replaying the random state of its
+    first pass (same dropout masks), and backpropagates LM + those cached gradients."""
     shim = get_shim(model)
     lm = shim.model
+    if is_train and model.attrs["dtype"] == "float16":
+        raise ValueError(
+            "dtype = \"float16\" is for prediction only: training a float16 base without loss scaling lets "
+            "gradients underflow. Train with dtype = \"bfloat16\" (or \"float32\"; \"auto\" picks bfloat16 "
+            "on GPU) and predict in float16 if you like."
+        )
     con, adv = model.attrs["contrastive"], model.attrs["adversarial"]
     epsilon, weight = float(adv["epsilon"]), float(con["weight"])
     device = shim.device
     constrained = model.attrs["answer_loss"] == "constrained"
-    tensors = collate(batch, shim.tokenizer.pad_token_id, device, max_positions(lm, shim.tokenizer), constrained)
+    limit = max_positions(lm, shim.tokenizer)
+    all_tensors = [collate(chunk, shim.tokenizer.pad_token_id, device, limit, constrained) for chunk in chunks]
+    n_answer = sum(len(t["targets"]) for t in all_tensors)
+    layer = contrastive_layer(float(con["layer"]), num_layers(lm)) if weight > 0 else None
     lm.train(is_train)
     backbone, head = split_causal_lm(lm)
-    embeds = backbone.get_input_embeddings()(tensors["input_ids"]).detach()
-    embeds.requires_grad_(is_train and epsilon > 0)
+    embed = backbone.get_input_embeddings()
+    keep_graph = is_train and len(chunks) == 1
+    states, passes = [], []
+    for chunk, tensors in zip(chunks, all_tensors):
+        states.append(_rng_state(device))
+        passes.append(_run(backbone, head, embed, chunk, tensors, layer, keep_graph, keep_graph and epsilon > 0))
     with torch.set_grad_enabled(is_train):
-        out = backbone(inputs_embeds=embeds, attention_mask=tensors["attention_mask"], output_hidden_states=weight > 0)
-        lm_loss = answer_loss(out.last_hidden_state, head, tensors)
-        total = lm_loss
+        lm_loss = sum(p.lm_sum for p in passes) / n_answer
         con_loss = None
-        if weight > 0:
-            layer = contrastive_layer(float(con["layer"]), num_layers(lm))
-            reps, types = text_token_reps(out.hidden_states[layer], batch)
-            con_loss = info_nce_loss(reps, types, float(con["temperature"]))
-            total = total + weight * con_loss
+        if layer is not None:
+            reps = torch.cat([p.reps for p in passes])
+            if not keep_graph:
+                reps = reps.detach().requires_grad_(is_train)
+            con_loss = info_nce_loss(reps, [t for p in passes for t in p.types], float(con["temperature"]))
     terms = {"lm": lm_loss.item(), "contrastive": con_loss.item() if con_loss is not None else 0.0, "adversarial": 0.0}
 
     def backprop(d_loss: float = 1.0) -> None:
-        (total * d_loss).backward()
-        if epsilon > 0:
-            r = fgm_perturbation(embeds.grad, epsilon, tensors["attention_mask"])
-            out_adv = backbone(inputs_embeds=embeds.detach() + r, attention_mask=tensors["attention_mask"])
-            adv_loss = answer_loss(out_adv.last_hidden_state, head, tensors)
-            (adv_loss * d_loss).backward()
-            terms["adversarial"] = adv_loss.item()
+        if keep_graph:
+            total = lm_loss if con_loss is None else lm_loss + weight * con_loss
+            (total * d_loss).backward()
+            _adversarial_step(passes[0], d_loss)
+            return
+        d_reps = None
+        if con_loss is not None:
+            (d_all,) = torch.autograd.grad(weight * con_loss, reps)
+            d_reps = d_all.split([len(p.types) for p in passes])
+        for i, (chunk, tensors) in enumerate(zip(chunks, all_tensors)):
+            _set_rng_state(states[i], device)
+            run = _run(backbone, head, embed, chunk, tensors, layer, True, epsilon > 0)
+            surrogate = run.lm_sum / n_answer
+            if d_reps is not None:
+                surrogate = surrogate + (run.reps.float() * d_reps[i]).sum()
+            (surrogate * d_loss).backward()
+            _adversarial_step(run, d_loss)
+
+    def _adversarial_step(run: _Pass, d_loss: float) -> None:
+        if epsilon <= 0:
+            return
+        mask = run.tensors["attention_mask"]
+        if model.attrs["fgm"] == "token":
+            r = relative_fgm_perturbation(run.embeds.grad, epsilon, mask, mean_embedding_norm(embed.weight))
+        else:
+            r = fgm_perturbation(run.embeds.grad, epsilon, mask)
+        out_adv = backbone(inputs_embeds=run.embeds.detach() + r, attention_mask=mask)
+        adv_sum = answer_loss(out_adv.last_hidden_state, head, run.tensors, reduction="sum")
+        (adv_sum / n_answer * d_loss).backward()
+        terms["adversarial"] += adv_sum.item() / n_answer
 
     return terms, backprop
+
+
+def _run(backbone, head, embed, chunk: List[Instruction], tensors: Dict[str, torch.Tensor], layer: Optional[int],
+         grad: bool, embed_grad: bool) -> _Pass:
+    embeds = embed(tensors["input_ids"]).detach()
+    embeds.requires_grad_(embed_grad)
+    with torch.set_grad_enabled(grad):
+        out = backbone(inputs_embeds=embeds, attention_mask=tensors["attention_mask"], output_hidden_states=layer is not None)
+        lm_sum = answer_loss(out.last_hidden_state, head, tensors, reduction="sum")
+        reps, types = text_token_reps(out.hidden_states[layer], chunk) if layer is not None else (None, [])
+    return _Pass(tensors, embeds, lm_sum, reps, types)
+
+
+def _rng_state(device: torch.device) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
+    return torch.get_rng_state(), torch.cuda.get_rng_state(device) if device.type == "cuda" else None
+
+
+def _set_rng_state(state: Tuple[torch.Tensor, Optional[torch.Tensor]], device: torch.device) -> None:
+    torch.set_rng_state(state[0])
+    if state[1] is not None:
+        torch.cuda.set_rng_state(state[1], device)
 
 
 def collate(batch: List[Instruction], pad_id: int, device, limit: int, constrained: bool = False) -> Dict[str, torch.Tensor]:
@@ -394,15 +555,16 @@ def collate(batch: List[Instruction], pad_id: int, device, limit: int, constrain
     return out
 
 
-def answer_loss(hidden: torch.Tensor, head: torch.nn.Module, tensors: Dict[str, torch.Tensor]) -> torch.Tensor:
-    """Mean cross-entropy of the answer tokens only (over the allowed tokens when the batch has
-    choice sets)."""
+def answer_loss(hidden: torch.Tensor, head: torch.nn.Module, tensors: Dict[str, torch.Tensor],
+                reduction: str = "mean") -> torch.Tensor:
+    """Cross-entropy of the answer tokens only, their mean or sum (`reduction`), over the allowed
+    tokens when the batch has choice sets."""
     logits = head(hidden[tensors["rows"], tensors["cols"]]).float()
     if "choice_rows" in tensors:
         allowed = torch.zeros_like(logits, dtype=torch.bool)
         allowed[tensors["choice_rows"], tensors["choice_ids"]] = True
         logits = logits.masked_fill(~allowed, float("-inf"))
-    return torch.nn.functional.cross_entropy(logits, tensors["targets"])
+    return torch.nn.functional.cross_entropy(logits, tensors["targets"], reduction=reduction)
 
 
 def text_token_reps(hidden: torch.Tensor, batch: List[Instruction]) -> Tuple[torch.Tensor, List[str]]:
