@@ -35,6 +35,7 @@ from spacy.training import Example  # noqa: E402
 from spacy.util import minibatch  # noqa: E402
 from thinc.api import Adam  # noqa: E402
 
+from spacy_msnr.cli.fewshot_eval import query_sample  # noqa: E402
 from spacy_msnr.corpus.episodes import label_counts, load_docs, sample_episodes  # noqa: E402
 from spacy_msnr.util import atomic_write_bytes  # noqa: E402
 
@@ -169,12 +170,6 @@ def run_cell(args, row: str, episode, seed: int) -> Dict[str, Any]:
               **trained, **score(nlp, episode.query)}
     result["peak_mib"] = max(result["peak_mib"], mem.peak)
     return result
-
-
-def query_sample(docs: List, n: int, seed: int) -> List:
-    """A fixed seeded sample of `n` test sentences, in corpus order."""
-    idx = sorted(random.Random(seed).sample(range(len(docs)), min(n, len(docs))))
-    return [docs[i] for i in idx]
 
 
 def run(args) -> None:

@@ -1,6 +1,7 @@
-"""`fewshot-eval`: the --gpu-id option reaches spaCy's GPU setup before anything is loaded."""
+"""`fewshot-eval`: --gpu-id reaches spaCy's GPU setup before anything is loaded; the fixed query sample."""
 from pathlib import Path
 
+import pytest
 import spacy
 from spacy.tokens import DocBin
 from typer.testing import CliRunner
@@ -30,3 +31,15 @@ def test_gpu_id_is_passed_to_setup_gpu(tmp_path, monkeypatch):
         result = CliRunner().invoke(app, ["fewshot-eval", str(CONFIG), str(support), *args])
         assert isinstance(result.exception, Stop), result.output
         assert seen[-1] == want
+
+
+def test_query_sample_is_fixed_ordered_and_bounded():
+    from spacy_msnr.cli.fewshot_eval import query_sample
+
+    docs = list(range(100))
+    a = query_sample(docs, 10, seed=3)
+    assert a == query_sample(docs, 10, seed=3) and a != query_sample(docs, 10, seed=4)
+    assert len(a) == 10 and a == sorted(a) and set(a) <= set(docs)
+    assert query_sample(docs, None, 0) == docs and query_sample(docs, 500, 0) == docs
+    with pytest.raises(ValueError, match="query-limit"):
+        query_sample(docs, 0, 0)

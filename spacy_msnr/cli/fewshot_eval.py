@@ -1,6 +1,7 @@
 """`python -m spacy_msnr fewshot-eval`: train a pipeline on N-way K-shot support sets and score
 the query sets, reporting mean and spread of micro-F1 over episodes."""
 import json
+import random
 import statistics
 import time
 from pathlib import Path
@@ -65,6 +66,15 @@ def train_and_score(
     }
 
 
+def query_sample(docs: List, limit: Optional[int], seed: int) -> List:
+    """A fixed seeded sample of `limit` docs (all of them when None), in corpus order."""
+    if limit is None or limit >= len(docs):
+        return list(docs)
+    if limit < 1:
+        raise ValueError(f"--query-limit must be >= 1, got {limit}.")
+    return [docs[i] for i in sorted(random.Random(seed).sample(range(len(docs)), limit))]
+
+
 def summarize(results: List[Dict[str, Any]]) -> Dict[str, float]:
     f = [r["f"] for r in results]
     return {"f_mean": statistics.mean(f), "f_std": statistics.stdev(f) if len(f) > 1 else 0.0,
@@ -80,6 +90,7 @@ def fewshot_eval_cli(
     n_way: int = typer.Option(5, "--n-way", help="Entity types per episode"),
     k_shot: int = typer.Option(5, "--k-shot", help="Mentions per type in the support set (K..2K, greedy)"),
     query_shots: Optional[int] = typer.Option(None, "--query-shots", help="Sample K-shot query sets instead of using all query sentences"),
+    query_limit: Optional[int] = typer.Option(None, "--query-limit", help="Score a fixed seeded sample of this many query sentences (the same for every episode)"),
     episodes: int = typer.Option(3, "--episodes", help="Number of episodes"),
     steps: int = typer.Option(100, "--steps", help="Training updates per episode"),
     batch_size: int = typer.Option(8, "--batch-size", help="Support sentences per update"),
@@ -93,7 +104,7 @@ def fewshot_eval_cli(
     config = load_config(config_path, overrides=overrides, interpolate=False)
     vocab = spacy.blank(config["nlp"]["lang"]).vocab
     support_docs = load_docs(support_path, vocab)
-    query_docs = load_docs(query_path, vocab) if query_path else None
+    query_docs = query_sample(load_docs(query_path, vocab), query_limit, seed) if query_path else None
     if query_docs is None and query_shots is None:
         query_shots = k_shot
     sampled = sample_episodes(support_docs, query_docs, n_way, k_shot, episodes, seed=seed, query_shots=query_shots)
