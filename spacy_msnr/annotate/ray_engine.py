@@ -68,8 +68,9 @@ def run_ray(
     try:
         items: List[Dict[str, str]] = [{"chunk": chunk.to_json()} for chunk in chunks]
         ds = ray.data.from_items(items, override_num_blocks=max(1, len(items)))
-        # Reading is light next to the pipeline; it must not wait for CPUs that the actors hold.
-        ds = ds.flat_map(_read, num_cpus=0)
+        # Reading is light next to the pipeline: no CPU reserved (it must not wait for the CPUs the
+        # actors hold), at most one reading task per actor.
+        ds = ds.flat_map(_read, num_cpus=0, concurrency=num_actors)
         ds = ds.map_batches(
             PipelineActor,
             fn_constructor_args=(model, batch_size, max_length, keep_docs, gpus_per_actor > 0),
