@@ -7,6 +7,7 @@ from transformers import AutoModelForCausalLM, AutoModelForMaskedLM, AutoTokeniz
 
 from ..corpus.texts import iter_texts
 from ..util import atomic_dir
+from .head import check_tied, warm_up_head
 from .models import CAUSAL_FAMILIES, MASKED_FAMILIES, build_model
 from .pretrain import pretrain
 from .tokenizer import train_tokenizer
@@ -72,17 +73,45 @@ def build_base(
     return summary
 
 
-def save_existing(name: str, output: Union[str, Path], arch: str = "masked") -> Dict:
+def save_existing(
+    name: str,
+    output: Union[str, Path],
+    arch: str = "masked",
+    *,
+    sources: Iterable[Union[str, Path]] = (),
+    warmup_steps: int = 0,
+    warmup_blocks: int = 512,
+    warmup_lr: float = 5e-3,
+    seed: int = 0,
+) -> Dict:
     """Save a hub checkpoint or local model folder `name`, with its masked- or causal-LM head and
-    tokenizer, as a safetensors directory at `output` (the path real checkpoints take)."""
+    tokenizer, as a safetensors directory at `output` (the path real checkpoints take).
+
+    An encoder saved without an MLM head (a plain `BertModel`, such as all-MiniLM-L6-v2) gets
+    one: the decoder tied to its word embeddings, the transform new. `warmup_steps` > 0 then
+    trains the head alone on `sources` (encoder frozen) and records the MLM loss before/after.
+    """
     auto = {"masked": AutoModelForMaskedLM, "causal": AutoModelForCausalLM}[arch]
+    if warmup_steps and arch != "masked":
+        raise ValueError(f"The head warm-up is for masked LMs, not arch={arch!r}")
     try:
-        model = auto.from_pretrained(name)
+        model, info = auto.from_pretrained(name, output_loading_info=True)
     except ValueError as err:
         raise ValueError(f"{name} has no {arch}-LM head that transformers can load: {err}") from None
     tokenizer = AutoTokenizer.from_pretrained(name)
-    summary = {"source": name, "model_type": model.config.model_type,
-               "parameters": sum(p.numel() for p in model.parameters())}
+    missing = sorted(info["missing_keys"])
+    prefix = model.base_model_prefix + "."
+    if any(k.startswith(prefix) for k in missing):
+        raise ValueError(f"{name}: encoder weights missing from the checkpoint: {[k for k in missing if k.startswith(prefix)]}")
+    summary: Dict = {"source": name, "model_type": model.config.model_type,
+                     "parameters": sum(p.numel() for p in model.parameters()),
+                     "new_head_parameters": missing}
+    if arch == "masked":
+        check_tied(model)
+    if warmup_steps:
+        texts = [t for source in sources for t in iter_texts(source)]
+        summary["head_warmup"] = warm_up_head(model, tokenizer, texts, steps=warmup_steps, blocks=warmup_blocks,
+                                               learning_rate=warmup_lr, seed=seed)
     with atomic_dir(Path(output)) as tmp:
         model.save_pretrained(tmp, safe_serialization=True)
         tokenizer.save_pretrained(tmp)

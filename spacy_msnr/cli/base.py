@@ -30,6 +30,8 @@ def base_cli(
     use_model: str = typer.Option("", "--use-model", help="A hub checkpoint or folder to save at OUTPUT instead of building one"),
     warmup_steps: int = typer.Option(0, "--warmup-steps", help="With --use-model: steps of head-only MLM warm-up on SOURCES, encoder frozen (0: none)"),
     warmup_blocks: int = typer.Option(512, "--warmup-blocks", help="Blocks of --block-size tokens the frozen encoder encodes once for the warm-up"),
+    warmup_lr: float = typer.Option(5e-3, "--warmup-lr", help="Peak learning rate of the head-only warm-up"),
+    unlabeled: str = typer.Option("", "--unlabeled", help="Extra unlabeled text (.jsonl, folder of .txt) added to SOURCES when it exists ('' for none)"),
 ) -> None:
     """Train a tokenizer and pretrain a small LM on local text; save it with safetensors.
 
@@ -38,9 +40,14 @@ def base_cli(
     An encoder without an MLM head gets one (decoder tied to the word embeddings, new transform);
     --warmup-steps trains that head alone on SOURCES first.
     """
+    if unlabeled:
+        if Path(unlabeled).exists():
+            sources = [*sources, Path(unlabeled)]
+        else:
+            msg.warn(f"--unlabeled {unlabeled} not found; building from {[str(s) for s in sources]} only")
     if use_model and use_model != "local":
         summary = save_existing(use_model, output, arch, sources=sources, warmup_steps=warmup_steps,
-                                warmup_blocks=warmup_blocks, seed=seed)
+                                warmup_blocks=warmup_blocks, warmup_lr=warmup_lr, seed=seed)
         msg.good(f"Saved {use_model} ({summary['model_type']}, {summary['parameters']:,} parameters) to {output}")
         if summary["new_head_parameters"]:
             msg.info(f"New LM-head parameters (not in the checkpoint): {', '.join(summary['new_head_parameters'])}")
@@ -55,11 +62,6 @@ def base_cli(
     family = family or families[arch][0]
     if family not in families[arch]:
         msg.fail(f"--family {family!r} is not a {arch} family; choose one of {families[arch]}", exits=1)
-    if unlabeled:
-        if Path(unlabeled).exists():
-            sources = [*sources, Path(unlabeled)]
-        else:
-            msg.warn(f"--unlabeled {unlabeled} not found; building from {[str(s) for s in sources]} only")
     if gpu_id >= 0:
         import torch
 
