@@ -69,3 +69,21 @@ def test_combined_terms_keep_longest_non_overlapping(docs):
     combined = CombinedTerms([LexiconTerms(["myeloid leukemia"]), LexiconTerms(["acute myeloid leukemia", "cells"])])
     assert combined(doc) == [(0, 3), (3, 4)]
     assert CombinedTerms([GoldTerms(), LexiconTerms(["x"])]).from_gold
+
+
+def test_corpus_lexicon_terms_find_gold_texts_in_unlabeled_docs(tmp_path, docs):
+    from spacy.tokens import DocBin
+
+    path = tmp_path / "train.spacy"
+    DocBin(docs=docs).to_disk(path)
+    source = terms_registry.get("spacy_msnr.corpus_lexicon_terms.v1")(path)
+    assert source.from_gold
+    labeled = next(d for d in docs if d.ents)
+    assert set(GoldTerms()(labeled)) <= set(source(labeled))
+    name = next(e.text for d in docs for e in d.ents if len(e) == 1 and len(e.text) >= 3)
+    unlabeled = Doc(Vocab(), words=["Patients", "with", name.upper(), "were", "seen", "."])
+    assert not unlabeled.ents and source(unlabeled) == [(2, 3)]
+    # a corpus without entities leaves the gold spans (none) alone
+    empty = tmp_path / "empty.spacy"
+    DocBin(docs=[Doc(Vocab(), words=["no", "entities"])]).to_disk(empty)
+    assert isinstance(terms_registry.get("spacy_msnr.corpus_lexicon_terms.v1")(empty), GoldTerms)

@@ -103,6 +103,21 @@ def test_interrupted_then_resumed_run_matches_uninterrupted(corpus, tiny_model_d
     assert weights(full / "checkpoint").keys() == weights(part / "checkpoint").keys()
 
 
+def test_unlabeled_text_joins_the_training_text_with_lexicon_terms_and_no_tags(corpus, tiny_model_dir, tmp_path, pubmed_texts, monkeypatch):
+    abstracts = tmp_path / "abstracts.jsonl"
+    abstracts.write_text("\n".join(json.dumps({"text": t}) for t in pubmed_texts[:20]), encoding="utf8")
+    seen = []
+    original = train_module.update_micro_batch
+    monkeypatch.setattr(train_module, "update_micro_batch", lambda model, seqs, *a: seen.extend(seqs) or original(model, seqs, *a))
+    log = train(config_for(corpus, tiny_model_dir("bert"), **{"paths.unlabeled": str(abstracts), "model.ner_weight": 1.0}),
+                tmp_path / "mslm", show_progress=False)
+    assert log["unlabeled_docs"] >= 20 and log["unlabeled_ds_terms"] > 0 and log["train_ds_terms"] > 0
+    labeled = train(config_for(corpus, tiny_model_dir("bert")), tmp_path / "labeled", show_progress=False)
+    assert labeled["unlabeled_docs"] == 0 and labeled["train_docs"] == log["train_docs"]
+    # unlabeled windows carry no tags (never "O" for their entity words); labeled ones do
+    assert any((s.tags == -100).all() for s in seen) and any((s.tags >= 0).any() for s in seen)
+
+
 def test_docs_without_entities_warn_and_fall_back_to_blm(tiny_model_dir, tmp_path):
     vocab = Vocab()
     docs = [Doc(vocab, words=f"the patient number {i} was seen again today".split()) for i in range(12)]

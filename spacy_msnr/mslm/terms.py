@@ -121,6 +121,23 @@ def make_frequency_contrast_terms(domain: Path, background: Path, top_k: int = 5
     return LexiconTerms(propose_terms(domain, background, top_k=top_k, min_count=min_count))
 
 
+def gold_entity_strings(path: Union[str, Path], min_length: int = 3) -> List[str]:
+    """The distinct gold entity texts of a .spacy DocBin or IOB file (at least `min_length`
+    characters); none for a corpus without entities (a .jsonl text file)."""
+    from .train import read_docs
+
+    return sorted({ent.text.strip() for doc in read_docs(path) for ent in doc.ents if len(ent.text.strip()) >= min_length})
+
+
+@terms("spacy_msnr.corpus_lexicon_terms.v1")
+def make_corpus_lexicon_terms(corpus: Path, min_length: int = 3) -> TermSource:
+    """DS-terms are each doc's gold spans plus case-insensitive matches of every gold entity text
+    of `corpus` (the training split): unlabeled text (PubMed abstracts) gets DS-terms too. A
+    corpus without entities leaves the gold spans alone (the MSLM loop warns there are none)."""
+    entries = gold_entity_strings(corpus, min_length)
+    return CombinedTerms([GoldTerms(), LexiconTerms(entries)]) if entries else GoldTerms()
+
+
 @terms("spacy_msnr.combined_terms.v1")
 def make_combined_terms(sources: Sequence[TermSource]) -> TermSource:
     """The union of several sources' spans (overlaps keep the longer span)."""
@@ -145,4 +162,5 @@ class CombinedTerms(TermSource):
         return sorted(taken)
 
 
-__all__ = ["TermSource", "GoldTerms", "LexiconTerms", "CombinedTerms", "read_lexicon", "propose_terms", "contrast_scores"]
+__all__ = ["TermSource", "GoldTerms", "LexiconTerms", "CombinedTerms", "read_lexicon", "propose_terms", "contrast_scores",
+           "gold_entity_strings"]

@@ -11,6 +11,7 @@ directory (safetensors + tokenizer + `mslm_log.json`).
 """
 import shutil
 import time
+from dataclasses import replace
 import warnings
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Union
@@ -28,7 +29,7 @@ from wasabi import msg
 from . import loss as _loss  # noqa: F401  (registers the weightings)
 from . import optimizer as _optimizer  # noqa: F401  (registers spacy_msnr.AdamW.v1 in @msnr_optimizers)
 from . import terms as _terms  # noqa: F401  (registers the term sources)
-from .masking import EncodedSeq, encode_doc, split_to_fit
+from .masking import IGNORE_INDEX, EncodedSeq, encode_doc, split_to_fit
 from .metrics import ds_term_sensitivity, pack, tagger_accuracy
 from .model import save_pretrained, torch_module
 from .terms import TermSource
@@ -70,6 +71,16 @@ def encode(docs: Sequence[Doc], tokenizer, terms: TermSource, max_length: int, t
     tag_map = {t: i for i, t in enumerate(tags)} if tags else None
     windows = [window for doc in docs for window in split_to_fit(doc, tokenizer, max_length)]
     return [encode_doc(doc, tokenizer, terms(doc), max_length, tag_map) for doc in windows]
+
+
+def unlabeled_seqs(docs: Sequence[Doc], tokenizer, terms: TermSource, max_length: int, tagged: bool) -> List[EncodedSeq]:
+    """Encode unlabeled text (no gold entities) like the training docs: its DS-terms come from
+    `terms` (a source that reads gold spans finds none there, so use one with a lexicon, e.g.
+    spacy_msnr.corpus_lexicon_terms.v1); with the tagging head on, its pieces carry no tags."""
+    seqs = encode(docs, tokenizer, terms, max_length)
+    if tagged:
+        seqs = [replace(s, tags=np.full(len(s), IGNORE_INDEX, dtype=np.int64)) for s in seqs]
+    return seqs
 
 
 def load_config(path: Union[str, Path], overrides: Optional[Dict[str, Any]] = None) -> Config:
@@ -224,6 +235,9 @@ def train(config: Config, output: Union[str, Path], *, gpu_id: int = -1, resume:
     if tags is not None and len(tags) == 1:
         raise ValueError("training with ner_weight > 0 needs gold entities in paths.train; none were found")
     train_seqs = encode(train_docs, tokenizer, term_source, int(cfg["max_length"]), tags)
+    n_labeled = len(train_seqs)
+    if paths.get("unlabeled"):
+        train_seqs += unlabeled_seqs(read_docs(paths["unlabeled"]), tokenizer, term_source, int(cfg["max_length"]), tags is not None)
     dev_seqs = encode(read_docs(paths["dev"]), tokenizer, term_source, int(cfg["max_length"]), tags) if paths.get("dev") else []
     n_terms = sum(s.n_terms for s in train_seqs)
     if n_terms == 0 and model.attrs["masker"].uses_terms:
@@ -302,7 +316,8 @@ def train(config: Config, output: Union[str, Path], *, gpu_id: int = -1, resume:
     log = {
         "config": config.to_str(), "steps": state["step"], "epochs": state["epoch"], "wordpieces": state["wordpieces"],
         "seconds": round(state["seconds"], 3), "wordpieces_per_second": state["wordpieces"] / max(state["seconds"], 1e-9),
-        "train_docs": len(train_seqs), "train_ds_terms": n_terms, "device": str(device),
+        "train_docs": n_labeled, "unlabeled_docs": len(train_seqs) - n_labeled,
+        "train_ds_terms": sum(s.n_terms for s in train_seqs[:n_labeled]), "unlabeled_ds_terms": sum(s.n_terms for s in train_seqs[n_labeled:]), "device": str(device),
         "final_learn_rate": optimizer.param_groups[0]["lr"], "history": state["history"],
     }
     _publish(output, model, log, bool(cfg.get("keep_checkpoint", False)))
