@@ -77,16 +77,19 @@ def main(
     rows: List[Tuple[str, float]] = []
     seconds, reference = plain_pipe(pipeline, shards, batch_size)
     rows.append(("plain nlp.pipe, 1 process", seconds))
+    print(rows[-1], flush=True)
     same = True
     inputs = [str(p) for p in shards]
     for n_process in (1, 2):
         out = work / f"local-{n_process}"
         summary = annotate(pipeline, inputs, out, engine="local", n_process=n_process, batch_size=batch_size, overwrite=True, progress=False)
         rows.append((f"annotate --engine local --n-process {n_process}", summary.seconds))
+        print(rows[-1], flush=True)
         same &= read_output(out) == reference
     ray_start = time.perf_counter()
     ray.init(include_dashboard=False, log_to_driver=False)
     ray_start = time.perf_counter() - ray_start
+    print(f"ray.init: {ray_start:.1f} s", flush=True)
     try:
         for actors in (1, 2):
             out = work / f"ray-{actors}"
@@ -96,6 +99,7 @@ def main(
             )
             gpu = f", --gpus-per-actor {gpus_per_actor:g}" if gpus_per_actor else ""
             rows.append((f"annotate --engine ray --num-actors {actors}{gpu}", summary.seconds))
+            print(rows[-1], flush=True)
             same &= read_output(out) == reference
     finally:
         ray.shutdown()

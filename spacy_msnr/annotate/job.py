@@ -97,7 +97,7 @@ def annotate(
         rows = run_ray(model, chunks, address=address, num_actors=num_actors, gpus_per_actor=gpus_per_actor, progress=progress, **common)
     if progress and engine == "local":
         rows = _progress(rows, sum(c.size for c in chunks))
-    before = {s.name for s in todo}
+    ran = {s.name for s in todo}
     folder.consume(rows, todo, chunks)
     seconds = time.perf_counter() - clock
     info = {
@@ -106,7 +106,7 @@ def annotate(
         "seconds": round(seconds, 3), "skipped_shards": len(shards) - len(todo),
     }
     manifest = folder.finish(shards, info)
-    now = [s for s in manifest["shards"] if s["shard"] in before]
+    now = [s for s in manifest["shards"] if s["shard"] in ran]
     return Summary(
         docs=sum(s["docs"] for s in now), entities=sum(s["entities"] for s in now), errors=sum(s["errors"] for s in now),
         shards=len(now), skipped=len(shards) - len(todo), seconds=seconds,

@@ -43,11 +43,11 @@ def annotate_rows(
 ) -> Iterator[Row]:
     """Output rows in input order: each "doc" row annotated, other rows passed through.
 
-    Texts longer than `max_length` (default: `nlp.max_length`) go through the pipeline in
+    Texts longer than `max_length` (default and upper bound: `nlp.max_length`) go through the pipeline in
     pieces (`split_text`) and come back as one record with the pieces' entities shifted to the
     text's offsets; with `keep_docs` the pieces' Docs are joined into one Doc of the whole text.
     """
-    limit = max_length or nlp.max_length
+    limit = min(max_length or nlp.max_length, nlp.max_length)
     waiting: Dict[int, Tuple[List[Row], Row, int, int]] = {}
     held: List[Row] = []
     keys = count()

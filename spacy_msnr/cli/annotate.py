@@ -22,7 +22,7 @@ def annotate_cli(
     n_process: int = typer.Option(1, "--n-process", help="Local engine: nlp.pipe worker processes"),
     text_field: str = typer.Option("text", "--text-field", help="JSONL key / Parquet column of the text"),
     id_field: str = typer.Option("id", "--id-field", help="JSONL key / Parquet column of the id (absent: file:line)"),
-    max_length: int = typer.Option(0, "--max-length", help="Split longer texts on paragraph/sentence boundaries (0: the pipeline's max_length)"),
+    max_length: int = typer.Option(0, "--max-length", help="Split longer texts on paragraph/sentence boundaries (0 and upper bound: the pipeline's max_length)"),
     chunk_size: int = typer.Option(1000, "--chunk-size", help="Documents per read chunk (the unit Ray hands to an actor)"),
     txt_files_per_shard: int = typer.Option(1000, "--txt-files-per-shard", help="Folders of .txt files: files per output shard"),
     address: Optional[str] = typer.Option(None, "--address", help="Ray engine: cluster to join ('auto', 'ray://host:10001'); none starts a local Ray"),
