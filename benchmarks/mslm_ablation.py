@@ -99,6 +99,21 @@ def make_base(work: Path, args: argparse.Namespace) -> Path:
     return base
 
 
+def with_mlm_head(work: Path, base: Path, args: argparse.Namespace) -> Path:
+    """`base` itself when it has a masked-LM head; an encoder saved without one (a plain
+    `BertModel` such as all-MiniLM-L6-v2) is saved once with a new head tied to its word
+    embeddings, warmed up for --base-warmup-steps head-only steps on the PubMed abstracts."""
+    config = json.loads((base / "config.json").read_text())
+    if any(a.endswith("ForMaskedLM") for a in config.get("architectures") or []):
+        return base
+    out = work / f"{base_tag(base)}-mlm-w{args.base_warmup_steps}"
+    if not (out / "config.json").exists():
+        print(f"adding an MLM head to {base} ({args.base_warmup_steps} head-only warm-up steps) ...", flush=True)
+        run([sys.executable, "-m", "spacy_msnr", "base", str(out), str(DATA / "pubmed" / "abstracts.jsonl"),
+             "--use-model", str(base), "--warmup-steps", str(args.base_warmup_steps)], work / "base-head.log")
+    return out
+
+
 def base_name(args: argparse.Namespace) -> str:
     """The cache folder of the built base: one per shape and budget."""
     return f"base-l{args.base_layers}-b{args.base_batch_size}-lr{args.base_lr}-s{args.base_steps}-t{args.base_seconds:g}"
@@ -171,7 +186,8 @@ def ner(work: Path, model_dir: Optional[Path], corpus: Path, tag: str, seed: int
             cmd = [sys.executable, "-m", "spacy", "train", str(config)] + common
         else:
             cmd = [sys.executable, "-m", "spacy", "train", str(ROOT / "configs" / "ner_trf.cfg")] + common + [
-                "--paths.base_model", str(model_dir), "--training.optimizer.learn_rate.warmup_steps", str(max(1, args.ner_steps // 10))]
+                "--paths.base_model", str(model_dir), "--training.optimizer.learn_rate.warmup_steps", str(max(1, args.ner_steps // 10)),
+                "--training.optimizer.learn_rate.initial_rate", str(args.ner_lr)]
         log = work / "logs" / tag.replace("/", "_")
         run(cmd, log.with_name(f"ner-{log.name}.log"))
         run([sys.executable, "-m", "spacy", "evaluate", str(out / "model-best"), str(corpus / "test.spacy"),
@@ -264,6 +280,7 @@ def main() -> None:
     parser.add_argument("--base-layers", type=int, default=4, help="transformer layers of the built base (256 wide)")
     parser.add_argument("--base-batch-size", type=int, default=16, help="sequences of 128 pieces a base pretraining step")
     parser.add_argument("--base-lr", type=float, default=5e-4, help="peak learning rate of base pretraining")
+    parser.add_argument("--base-warmup-steps", type=int, default=100, help="head-only warm-up steps when --base has no MLM head")
     parser.add_argument("--datasets", nargs="+", default=["NCBI-disease-IOB", "BC5CDR-IOB"])
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=list(METHODS))
@@ -271,6 +288,7 @@ def main() -> None:
     parser.add_argument("--adapt-batch", type=int, default=2048, help="wordpieces per adaptation step")
     parser.add_argument("--adapt-lr", type=float, default=1e-4)
     parser.add_argument("--ner-steps", type=int, default=100)
+    parser.add_argument("--ner-lr", type=float, default=3e-4, help="peak learning rate of the transformer+ner runs")
     parser.add_argument("--train-limit", type=int, default=500, help="training sentences (0: all)")
     parser.add_argument("--test-limit", type=int, default=300, help="dev and test sentences (0: all)")
     parser.add_argument("--gpu-id", type=int, default=-1)
@@ -284,6 +302,8 @@ def main() -> None:
     (work / "logs").mkdir(parents=True, exist_ok=True)
     args.results.mkdir(parents=True, exist_ok=True)
     base = args.base or (work / base_name(args) if args.report_only else make_base(work, args))
+    if args.base and not args.report_only:
+        base = with_mlm_head(work, args.base, args)
     base_info = base / "msnr_base.json"
     base_note = ""
     if base_info.exists():
@@ -293,7 +313,8 @@ def main() -> None:
                      f"on {info.get('train_tokens', 0):,} tokens)")
         print(f"base: {base} {base_note}", flush=True)
     budget = (f"{base_tag(base)}-a{args.adapt_steps}x{args.adapt_batch}-lr{args.adapt_lr}-n{args.ner_steps}"
-              f"-t{args.train_limit}-e{args.test_limit}")
+              + (f"-nlr{args.ner_lr:g}" if args.ner_lr != 3e-4 else "")
+              + f"-t{args.train_limit}-e{args.test_limit}")
     # One results file a dataset, so runs on different datasets can go side by side (one per core).
     stores = {d: work / f"results-{budget}-{d}.json" for d in args.datasets}
     results: Dict[str, dict] = {}
@@ -325,7 +346,7 @@ def main() -> None:
     header = ["adaptation"] + [f"{d.replace('-IOB', '')} {METRIC_NAMES[m]}" for d in args.datasets for m in METRICS]
     text = table(summarise(results, args.datasets, args.seeds), header=header, divider=True)
     note = (f"\nmean ± std over seeds {args.seeds} (n = seeds finished), in %; 'mslm - X' rows: per-seed differences (same NER seed, same test masks)."
-            f"\nbudget: adapt {args.adapt_steps} steps x {args.adapt_batch} wordpieces (lr {args.adapt_lr}), NER {args.ner_steps} steps, "
+            f"\nbudget: adapt {args.adapt_steps} steps x {args.adapt_batch} wordpieces (lr {args.adapt_lr}), NER {args.ner_steps} steps (lr {args.ner_lr}), "
             f"{args.train_limit or 'all'} train / {args.test_limit or 'all'} dev+test sentences\nbase: {base} {base_note}\n")
     print(text + note)
     (args.results / f"mslm_ablation-{budget}.md").write_text(text + note, encoding="utf8")

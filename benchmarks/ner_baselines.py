@@ -1,9 +1,13 @@
-"""spaCy's CNN `ner` beside the default transformer+ner pipeline, trained on the same data in one run.
+"""spaCy's CNN `ner` beside transformer+ner pipelines, trained on the same data in one run.
 
-Prints test P/R/F1 and inference words/second for both (texts through the full pipeline,
-tokenizer included), and writes the table to benchmarks/results/ner_baselines.{json,md}.
+Rows: spaCy's CNN `ner`; `configs/ner_trf.cfg` on the unadapted base encoder (default: the
+workflow's all-MiniLM-L6-v2 at assets/models/minilm-l6; "local" builds the small local BERT);
+and, with --adapted, the same config on an MSLM-adapted model (e.g. the workflow's
+training/mslm). Prints test P/R/F1, training minutes and inference words/second (texts through
+the full pipeline, tokenizer included) and writes the table to
+benchmarks/results/ner_baselines.{json,md}.
 
-    python benchmarks/ner_baselines.py --dataset NCBI-disease-IOB --trf-steps 500
+    python benchmarks/ner_baselines.py --trf-steps 250 --trf-lr 3e-4 --adapted training/mslm
 """
 import json
 import time
@@ -39,10 +43,12 @@ def words_per_second(model: Path, texts: List[str], repeats: int = 2) -> float:
 def main(
     dataset: str = typer.Option("NCBI-disease-IOB", help="BLURB set under ../shared/data/blurb"),
     work: Path = typer.Option(ROOT / "benchmarks" / "work" / "ner_baselines", help="Scratch folder"),
-    base_model: str = typer.Option("", help="Masked LM for the transformer (default: build the local base)"),
+    base_model: str = typer.Option(str(ROOT / "assets" / "models" / "minilm-l6"), help="Unadapted masked LM or encoder for the transformer; 'local' builds the small local base"),
+    adapted: str = typer.Option("", help="An MSLM-adapted model directory for a third row (e.g. training/mslm)"),
     base_seconds: float = typer.Option(150, help="Pretraining budget of the local base"),
     cnn_steps: int = typer.Option(0, help="Max steps for the CNN (0: until early stopping)"),
-    trf_steps: int = typer.Option(500, help="Max steps for the transformer pipeline"),
+    trf_steps: int = typer.Option(250, help="Max steps for the transformer pipelines"),
+    trf_lr: float = typer.Option(3e-4, help="Peak learning rate of the transformer pipelines"),
 ) -> None:
     work.mkdir(parents=True, exist_ok=True)
     corpus: Dict[str, Path] = {}
@@ -50,23 +56,26 @@ def main(
         corpus[split] = work / f"{split}.spacy"
         vocab = spacy.blank("en").vocab
         DocBin(docs=iob_to_docs(DATA / "blurb" / dataset / f"{split}.tsv", vocab)).to_disk(corpus[split])
-    if not base_model:
+    if base_model == "local":
         base_model = str(work / "base")
         build_base(base_model, [corpus["train"]], max_steps=100000, max_seconds=base_seconds)
     cnn_cfg = work / "cnn.cfg"
     init_config(lang="en", pipeline=["ner"], optimize="efficiency", gpu=False).to_disk(cnn_cfg)
     paths = {"paths.train": str(corpus["train"]), "paths.dev": str(corpus["devel"])}
+    trf = {**paths, "training.max_steps": trf_steps, "training.optimizer.learn_rate.initial_rate": trf_lr,
+           "training.logger.progress_bar": False}
+    label = "local base" if base_model == str(work / "base") else f"{Path(base_model).name}, unadapted"
     runs = {
-        "spaCy CNN ner": (cnn_cfg, {**paths, **({"training.max_steps": cnn_steps} if cnn_steps else {})}),
-        "transformer+ner (local base)" if base_model.startswith(str(work)) else f"transformer+ner ({base_model})": (
-            ROOT / "configs" / "ner_trf.cfg",
-            {**paths, "paths.base_model": base_model, "training.max_steps": trf_steps, "training.logger.progress_bar": False},
-        ),
+        "spaCy CNN ner": ("cnn", cnn_cfg, {**paths, **({"training.max_steps": cnn_steps} if cnn_steps else {})}),
+        f"transformer+ner ({label})": ("trf", ROOT / "configs" / "ner_trf.cfg", {**trf, "paths.base_model": base_model}),
     }
+    if adapted:
+        runs[f"transformer+ner ({Path(adapted).name}, MSLM-adapted)"] = (
+            "trf_adapted", ROOT / "configs" / "ner_trf.cfg", {**trf, "paths.base_model": adapted})
     texts = [doc.text for doc in DocBin().from_disk(corpus["test"]).get_docs(spacy.blank("en").vocab)]
     rows = []
-    for name, (config, overrides) in runs.items():
-        out = work / name.split()[0].replace("+", "_").lower()
+    for name, (folder, config, overrides) in runs.items():
+        out = work / folder
         start = time.perf_counter()
         train(config, out, overrides=overrides)
         minutes = (time.perf_counter() - start) / 60
@@ -74,12 +83,12 @@ def main(
         rows.append({"pipeline": name, "train_minutes": round(minutes, 1), "P": round(100 * scores["ents_p"], 2),
                      "R": round(100 * scores["ents_r"], 2), "F1": round(100 * scores["ents_f"], 2),
                      "words_per_second": round(words_per_second(out / "model-best", texts))})
-    lines = [f"Test set: {dataset}", "| pipeline | train min | P | R | F1 | words/s |", "|---|---|---|---|---|---|"]
+    lines = [f"Test set: {dataset}; transformer rows: {trf_steps} steps, learn rate {trf_lr}, configs/ner_trf.cfg", "| pipeline | train min | P | R | F1 | words/s |", "|---|---|---|---|---|---|"]
     lines += [f"| {r['pipeline']} | {r['train_minutes']} | {r['P']} | {r['R']} | {r['F1']} | {r['words_per_second']:,} |" for r in rows]
     print("\n".join(lines))
     results = ROOT / "benchmarks" / "results"
     results.mkdir(parents=True, exist_ok=True)
-    (results / "ner_baselines.json").write_text(json.dumps({"dataset": dataset, "rows": rows}, indent=2))
+    (results / "ner_baselines.json").write_text(json.dumps({"dataset": dataset, "trf_steps": trf_steps, "trf_lr": trf_lr, "rows": rows}, indent=2))
     (results / "ner_baselines.md").write_text("\n".join(lines) + "\n")
 
 
