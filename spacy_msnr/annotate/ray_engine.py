@@ -1,14 +1,21 @@
-"""The Ray engine: Ray Data reads the chunks in tasks and annotates them in an actor pool whose
-actors each load the pipeline once; the driver streams the results to the writer.
+"""The Ray engine: a Ray Data pipeline over the planned chunks whose actors each load the
+pipeline once, then read and annotate one chunk at a time; the driver streams the results to
+the writer.
 
-`address=None` starts a local Ray (or uses the one this process already started); "auto" or
-"ray://..." joins an existing cluster, whose nodes must be able to load `model` (an installed
-package or a path on shared storage) and read the input paths.
+The dataset holds one row a chunk (its descriptor); `map_batches` hands chunks to the actor
+pool (`concurrency=num_actors`), and an actor yields its chunk's output in tables of
+`batch_size` documents, so a big chunk streams. Reading inside the actor (as Ray fuses a read
+into the map that follows it) starts no extra worker processes and sends no texts through the
+object store. `address=None` starts a local Ray (or uses the one this process already
+started); "auto" or "ray://..." joins an existing cluster, whose nodes must be able to load
+`model` (an installed package or a path on shared storage) and read the input paths.
 """
+from itertools import islice
 from typing import Any, Dict, Iterator, List, Optional, Sequence
 
 from .readers import Chunk, Row, read_chunk
 from .records import OUT_KEYS, annotate_rows
+
 
 def _out_schema() -> Any:
     """The output rows' Arrow schema (ids and messages as strings, Doc bytes as binary)."""
@@ -19,7 +26,7 @@ def _out_schema() -> Any:
 
 
 class PipelineActor:
-    """A Ray Data actor: loads the pipeline once, then annotates batches of reader rows."""
+    """A Ray Data actor: loads the pipeline once, then reads and annotates chunks."""
 
     def __init__(self, model: str, batch_size: int, max_length: Optional[int], keep_docs: bool, use_gpu: bool):
         import spacy
@@ -30,15 +37,16 @@ class PipelineActor:
         self.batch_size, self.max_length, self.keep_docs = batch_size, max_length, keep_docs
         self.schema = _out_schema()
 
-    def __call__(self, batch: Any) -> Any:
+    def __call__(self, batch: Any) -> Iterator[Any]:
         import pyarrow as pa
 
-        rows = annotate_rows(self.nlp, batch.to_pylist(), batch_size=self.batch_size, max_length=self.max_length, keep_docs=self.keep_docs)
-        return pa.Table.from_pylist(list(rows), schema=self.schema)
-
-
-def _read(item: Dict[str, Any]) -> Iterator[Row]:
-    return read_chunk(Chunk.from_json(item["chunk"]))
+        for item in batch.column("chunk").to_pylist():
+            rows = annotate_rows(self.nlp, read_chunk(Chunk.from_json(item)), batch_size=self.batch_size, max_length=self.max_length, keep_docs=self.keep_docs)
+            while True:
+                part = list(islice(rows, self.batch_size))
+                if not part:
+                    break
+                yield pa.Table.from_pylist(part, schema=self.schema)
 
 
 def run_ray(
@@ -68,13 +76,10 @@ def run_ray(
     try:
         items: List[Dict[str, str]] = [{"chunk": chunk.to_json()} for chunk in chunks]
         ds = ray.data.from_items(items, override_num_blocks=max(1, len(items)))
-        # Reading is light next to the pipeline: no CPU reserved (it must not wait for the CPUs the
-        # actors hold), at most one reading task per actor.
-        ds = ds.flat_map(_read, num_cpus=0, concurrency=num_actors)
         ds = ds.map_batches(
             PipelineActor,
             fn_constructor_args=(model, batch_size, max_length, keep_docs, gpus_per_actor > 0),
-            batch_size=batch_size,
+            batch_size=1,
             batch_format="pyarrow",
             concurrency=num_actors,
             num_cpus=1,

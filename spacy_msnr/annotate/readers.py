@@ -5,8 +5,8 @@ Both engines read through `read_chunk`, so they see the same rows. The Ray engin
 `ray.data.read_json`: it stops the whole job at the first malformed line and cannot say which
 line it was. Instead the driver plans chunks (a byte range of a JSONL file with the number of its
 first line, a Parquet row group, or a group of .txt files) by one streaming pass over each file,
-and Ray runs `read_chunk` in its own tasks (`flat_map`), so reading stays parallel, streaming and
-in Ray's hands, and every problem keeps its file and line.
+and Ray hands the chunks to its actors, which read them with `read_chunk`; reading stays
+parallel and streaming, and every problem keeps its file and line.
 """
 import hashlib
 import json
