@@ -46,7 +46,7 @@ RESULTS = ROOT / "benchmarks" / "results"
 DEFAULT_BASE = ROOT / "assets" / "models" / "smollm2-135m-instruct"
 ROWS = ("full", "no_contrastive", "no_fgm", "zero_shot", "spacy_ner")
 #: Settings that change a cell's result (the cache key); the others only select what to run.
-KEYED = ("base_model", "n_way", "query_limit", "steps", "batch_size", "lr", "lora_r", "max_new_tokens",
+KEYED = ("base_model", "n_way", "query_limit", "steps", "batch_size", "train_chunk", "lr", "lora_r", "max_new_tokens",
          "prompt_format", "ner_steps", "seed")
 
 
@@ -107,7 +107,7 @@ def fewshot_pipeline(args, row: str, labels: List[str]):
     nlp = spacy.blank("en")
     nlp.add_pipe("fewshot_ner", config={
         "labels": {label: label for label in labels}, "max_new_tokens": args.max_new_tokens,
-        "batch_size": 32, "train_batch_size": 32, "model": model,
+        "batch_size": 32, "train_batch_size": args.train_chunk, "model": model,
     })
     return nlp
 
@@ -235,7 +235,9 @@ def write_results(args, cells: Path) -> None:
     print("\n".join(table), flush=True)
     RESULTS.mkdir(parents=True, exist_ok=True)
     note = (f"Settings: {json.dumps(settings)}\n\nQuery set: a fixed seeded sample of {settings['query_limit']} test "
-            "sentences per domain, restricted to each episode's types; the same support and query sets for every row.\n")
+            "sentences per domain, restricted to each episode's types; the same support and query sets for every row. "
+            "Times: wall seconds (CPU seconds of this process in brackets) with OMP_NUM_THREADS=1 on a 2-core CPU "
+            "shared with other jobs; s/update is 0 for rows without updates.\n")
     atomic_write_bytes(RESULTS / "fewshot_crossner.md", ("\n".join(table) + "\n\n" + note).encode())
     atomic_write_bytes(RESULTS / "fewshot_crossner.json", json.dumps({"settings": settings, "rows": rows}, indent=2).encode())
     plot(rows, RESULTS / "fewshot_crossner.png")
@@ -281,6 +283,9 @@ def main(argv: Optional[List[str]] = None) -> None:
     p.add_argument("--query-limit", type=int, default=100, help="test sentences in the fixed query sample")
     p.add_argument("--steps", type=int, default=10, help="fewshot_ner updates on the support set")
     p.add_argument("--batch-size", type=int, default=8, help="support sentences per update")
+    p.add_argument("--train-chunk", type=int, default=8,
+                   help="instructions per forward/backward pass (fewshot_ner train_batch_size); memory grows with it: "
+                        "32 took 14.6 GB RSS with SmolLM2")
     p.add_argument("--ner-steps", type=int, default=100, help="spaCy ner updates on the support set")
     p.add_argument("--lr", type=float, default=0.001)
     p.add_argument("--lora-r", type=int, default=16)
