@@ -25,11 +25,12 @@ from .prompts import Instruction, PromptBuilder, Segment
 
 DEFAULT_MODEL_CONFIG = """
 [model]
-@architectures = "spacy_msnr.LoRAInstructionNER.v1"
+@architectures = "spacy_msnr.LoRAInstructionNER.v2"
 base_model = null
-lora = {"r": 16, "alpha": 32, "dropout": 0.05}
+lora = {"r": 16, "alpha": 32, "dropout": 0.05, "target_modules": "all-linear"}
 contrastive = {"layer": 0.75, "temperature": 0.07, "weight": 0.1}
-adversarial = {"epsilon": 1.0}
+adversarial = {"epsilon": 0.1}
+answer_loss = "lm"
 dtype = "auto"
 store_base = null
 seed = 0

@@ -41,7 +41,9 @@ TARGET_MODULES = {
     "mistral": ["q_proj", "k_proj", "v_proj", "o_proj"],
     "gpt2": ["c_attn", "c_proj"],
 }
-LORA_DEFAULTS = {"r": 16, "alpha": 32, "dropout": 0.05, "target_modules": None}
+#: v2: LoRA on every linear layer; v1: on the attention projections (`TARGET_MODULES`).
+LORA_DEFAULTS = {"r": 16, "alpha": 32, "dropout": 0.05, "target_modules": "all-linear"}
+LORA_DEFAULTS_V1 = dict(LORA_DEFAULTS, target_modules=None)
 CONTRASTIVE_DEFAULTS = {"layer": 0.75, "temperature": 0.07, "weight": 0.1}
 #: v2: epsilon relative to the mean token-embedding norm, per token (`relative_fgm_perturbation`).
 ADVERSARIAL_DEFAULTS = {"epsilon": 0.1}
@@ -73,7 +75,8 @@ def build_lora_instruction_ner_v2(
     """A causal LM (`base_model`: hub id or local directory) with LoRA adapters, trained on
     instruction data with LM + contrastive + adversarial losses.
 
-    lora: r, alpha, dropout, target_modules (null = chosen per architecture, or "all-linear").
+    lora: r, alpha, dropout, target_modules ("all-linear", the default; null = the attention
+    projections of the architecture; or a list of module names).
     contrastive: layer (fraction of depth, in (0, 1]), temperature, weight (0 disables).
     adversarial: epsilon (0 disables), relative to the model's embedding scale: every input
     position t is moved by r_t = epsilon * e * g_t / ||g_t||_2, where e is the mean L2 norm of the
@@ -86,8 +89,9 @@ def build_lora_instruction_ner_v2(
     without loss scaling is refused). store_base: keep a copy of the base weights inside the saved
     pipeline (null = only when base_model is a local directory). seed: LoRA initialisation.
     """
-    return _build(base_model, lora, contrastive, _settings("adversarial", adversarial, ADVERSARIAL_DEFAULTS),
-                  answer_loss, dtype, store_base, seed, fgm="token")
+    return _build(_settings("lora", lora, LORA_DEFAULTS), contrastive,
+                  _settings("adversarial", adversarial, ADVERSARIAL_DEFAULTS), base_model, answer_loss, dtype,
+                  store_base, seed, fgm="token")
 
 
 @registry.architectures("spacy_msnr.LoRAInstructionNER.v1")
@@ -103,15 +107,16 @@ def build_lora_instruction_ner(
 ) -> Model:
     """As `spacy_msnr.LoRAInstructionNER.v2`, except that adversarial.epsilon (default 1.0) is an
     absolute L2 norm of the perturbation of a whole sequence's embeddings (Miyato et al.), whose
-    effect depends on the model's embedding scale and the sequence length."""
-    return _build(base_model, lora, contrastive, _settings("adversarial", adversarial, ADVERSARIAL_DEFAULTS_V1),
-                  answer_loss, dtype, store_base, seed, fgm="sequence")
+    effect depends on the model's embedding scale and the sequence length, and that LoRA goes on
+    the attention projections unless lora.target_modules says otherwise."""
+    return _build(_settings("lora", lora, LORA_DEFAULTS_V1), contrastive,
+                  _settings("adversarial", adversarial, ADVERSARIAL_DEFAULTS_V1), base_model, answer_loss, dtype,
+                  store_base, seed, fgm="sequence")
 
 
-def _build(base_model: Optional[str], lora: Optional[Dict[str, Any]], contrastive: Optional[Dict[str, float]],
-           adv_cfg: Dict[str, float], answer_loss: str, dtype: str, store_base: Optional[bool], seed: int,
+def _build(lora_cfg: Dict[str, Any], contrastive: Optional[Dict[str, float]], adv_cfg: Dict[str, float],
+           base_model: Optional[str], answer_loss: str, dtype: str, store_base: Optional[bool], seed: int,
            fgm: str) -> Model:
-    lora_cfg = _settings("lora", lora, LORA_DEFAULTS)
     con_cfg = _settings("contrastive", contrastive, CONTRASTIVE_DEFAULTS)
     if not 0 < float(con_cfg["layer"]) <= 1:
         raise ValueError(f"contrastive.layer is a fraction of the model's depth in (0, 1], got {con_cfg['layer']}.")
