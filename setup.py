@@ -42,6 +42,7 @@ setup(
         "spacy_architectures": [
             "spacy_msnr.MaskSpecificMLM.v1 = spacy_msnr.mslm.model:build_mask_specific_mlm",
             "spacy_msnr.LoRAInstructionNER.v1 = spacy_msnr.fewshot.model:build_lora_instruction_ner",
+            "spacy_msnr.LoRAInstructionNER.v2 = spacy_msnr.fewshot.model:build_lora_instruction_ner_v2",
         ],
         "thinc_msnr_terms": [
             "spacy_msnr.gold_terms.v1 = spacy_msnr.mslm.terms:make_gold_terms",
