@@ -73,6 +73,7 @@ def main(
     import ray
 
     shards = write_shards(data, work / "input", n_docs, n_shards)
+    list(spacy.load(pipeline).pipe(["Warm-up: imports, disk cache and lazy initialisation are paid before any row is timed."]))
     load_before = os.getloadavg()
     rows: List[Tuple[str, float]] = []
     seconds, reference = plain_pipe(pipeline, shards, batch_size)
@@ -110,7 +111,7 @@ def main(
         "",
         f"Pipeline: {label or pipeline}. Machine: {os.cpu_count()} CPU cores shared with other jobs "
         f"(1-min load average {load_before[0]:.1f} before, {load_after[0]:.1f} after); one run, OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')}.",
-        "Each row is end to end (pipeline load, reading, and for annotate writing Parquet); the Ray rows run on a Ray "
+        "Each row is end to end (pipeline load, reading, and for annotate writing Parquet), after one untimed load of the pipeline; the Ray rows run on a Ray "
         f"started beforehand, whose start took {ray_start:.1f} s and is not in the rows.",
         "",
         "| setup | seconds | docs/s | x plain nlp.pipe |",
