@@ -21,7 +21,7 @@ from thinc.api import Config, Model, Optimizer
 
 from .decoding import SpanConstraint, generate, repeated_mentions, resolve_overlaps
 from .model import get_shim, max_positions
-from .prompts import Instruction, PromptBuilder, Segment
+from .prompts import PROMPT_FORMATS, Instruction, PromptBuilder, Segment
 
 DEFAULT_MODEL_CONFIG = """
 [model]
@@ -49,6 +49,7 @@ Candidate = Tuple[int, int, str, float]
         "labels": None,
         "spans_key": "fewshot_ner",
         "max_new_tokens": 64,
+        "prompt_format": "auto",
         "batch_size": 16,
         "train_batch_size": 16,
         "overwrite_ents": False,
@@ -63,6 +64,7 @@ def make_fewshot_ner(
     labels: Optional[Union[Dict[str, Optional[str]], List[str]]],
     spans_key: str,
     max_new_tokens: int,
+    prompt_format: str,
     batch_size: int,
     train_batch_size: int,
     overwrite_ents: bool,
@@ -74,7 +76,7 @@ def make_fewshot_ner(
     `overwrite_ents`: let predictions replace overlapping entities set earlier in the pipeline
     (false: keep those, as spaCy's `ner` and `entity_ruler` do)."""
     return FewShotNER(
-        nlp.vocab, model, name, labels=labels, spans_key=spans_key, max_new_tokens=max_new_tokens,
+        nlp.vocab, model, name, labels=labels, spans_key=spans_key, max_new_tokens=max_new_tokens, prompt_format=prompt_format,
         batch_size=batch_size, train_batch_size=train_batch_size, overwrite_ents=overwrite_ents, scorer=scorer,
     )
 
@@ -91,6 +93,7 @@ class FewShotNER(TrainablePipe):
         labels: Optional[Union[Dict[str, Optional[str]], List[str]]] = None,
         spans_key: str = "fewshot_ner",
         max_new_tokens: int = 64,
+        prompt_format: str = "auto",
         batch_size: int = 16,
         train_batch_size: int = 16,
         overwrite_ents: bool = False,
@@ -98,12 +101,14 @@ class FewShotNER(TrainablePipe):
     ):
         if max_new_tokens < 1 or batch_size < 1 or train_batch_size < 1:
             raise ValueError("max_new_tokens, batch_size and train_batch_size must be >= 1.")
+        if prompt_format not in PROMPT_FORMATS:
+            raise ValueError(f"prompt_format must be one of {PROMPT_FORMATS}, got {prompt_format!r}.")
         self.vocab = vocab
         self.model = model
         self.name = name
         self.scorer = scorer
         self.cfg: Dict[str, Any] = {
-            "labels": _as_label_dict(labels), "spans_key": spans_key, "max_new_tokens": max_new_tokens,
+            "labels": _as_label_dict(labels), "spans_key": spans_key, "max_new_tokens": max_new_tokens, "prompt_format": prompt_format,
             "batch_size": batch_size, "train_batch_size": train_batch_size, "overwrite_ents": bool(overwrite_ents),
         }
         self._builder: Optional[PromptBuilder] = None
@@ -165,7 +170,7 @@ class FewShotNER(TrainablePipe):
     @property
     def builder(self) -> PromptBuilder:
         if self._builder is None:
-            self._builder = PromptBuilder(get_shim(self.model).tokenizer, self.label_data)
+            self._builder = PromptBuilder(get_shim(self.model).tokenizer, self.label_data, self.cfg["prompt_format"])
         return self._builder
 
     def _text_budget(self) -> int:
@@ -323,7 +328,7 @@ class FewShotNER(TrainablePipe):
 
     def from_disk(self, path: Union[str, Path], *, exclude: Iterable[str] = tuple()) -> "FewShotNER":
         deserialize = {
-            "cfg": lambda p: self.cfg.update(srsly.read_json(p)),
+            "cfg": lambda p: self.cfg.update(_saved_cfg(srsly.read_json(p))),
             "vocab": lambda p: self.vocab.from_disk(p, exclude=exclude),
             "model": lambda p: get_shim(self.model).from_disk(p),
         }
@@ -341,13 +346,18 @@ class FewShotNER(TrainablePipe):
 
     def from_bytes(self, bytes_data: bytes, *, exclude: Iterable[str] = tuple()) -> "FewShotNER":
         deserialize = {
-            "cfg": lambda b: self.cfg.update(srsly.json_loads(b)),
+            "cfg": lambda b: self.cfg.update(_saved_cfg(srsly.json_loads(b))),
             "vocab": lambda b: self.vocab.from_bytes(b, exclude=exclude),
             "model": lambda b: get_shim(self.model).from_bytes(b),
         }
         util.from_bytes(bytes_data, deserialize, exclude)
         self._builder = None
         return self
+
+
+def _saved_cfg(cfg: Dict[str, Any]) -> Dict[str, Any]:
+    """A saved pipe's settings; pipelines saved before prompt_format existed used the plain format."""
+    return {"prompt_format": "plain", **cfg}
 
 
 def _as_label_dict(labels: Optional[Union[Dict[str, Optional[str]], List[str]]]) -> Dict[str, Optional[str]]:
