@@ -118,6 +118,14 @@ def test_unlabeled_text_joins_the_training_text_with_lexicon_terms_and_no_tags(c
     assert any((s.tags == -100).all() for s in seen) and any((s.tags >= 0).any() for s in seen)
 
 
+def test_missing_unlabeled_text_is_skipped_with_a_warning(corpus, tiny_model_dir, tmp_path, capsys):
+    missing = tmp_path / "no-abstracts.jsonl"
+    log = train(config_for(corpus, tiny_model_dir("bert"), **{"paths.unlabeled": str(missing), "training.max_steps": 1}),
+                tmp_path / "mslm", show_progress=False)
+    assert log["unlabeled_docs"] == 0 and log["steps"] == 1
+    assert f"paths.unlabeled {missing} not found" in " ".join(capsys.readouterr().out.split())
+
+
 def test_docs_without_entities_warn_and_fall_back_to_blm(tiny_model_dir, tmp_path):
     vocab = Vocab()
     docs = [Doc(vocab, words=f"the patient number {i} was seen again today".split()) for i in range(12)]

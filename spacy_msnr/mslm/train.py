@@ -236,7 +236,9 @@ def train(config: Config, output: Union[str, Path], *, gpu_id: int = -1, resume:
         raise ValueError("training with ner_weight > 0 needs gold entities in paths.train; none were found")
     train_seqs = encode(train_docs, tokenizer, term_source, int(cfg["max_length"]), tags)
     n_labeled = len(train_seqs)
-    if paths.get("unlabeled"):
+    if paths.get("unlabeled") and not Path(paths["unlabeled"]).exists():
+        msg.warn(f"paths.unlabeled {paths['unlabeled']} not found: adapting on paths.train only")
+    elif paths.get("unlabeled"):
         train_seqs += unlabeled_seqs(read_docs(paths["unlabeled"]), tokenizer, term_source, int(cfg["max_length"]), tags is not None)
     dev_seqs = encode(read_docs(paths["dev"]), tokenizer, term_source, int(cfg["max_length"]), tags) if paths.get("dev") else []
     n_terms = sum(s.n_terms for s in train_seqs)
