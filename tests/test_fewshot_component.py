@@ -73,6 +73,34 @@ def test_overfits_five_sentences(trained):
     assert len(group.attrs["scores"]) == 2 and all(0 < s <= 1 for s in group.attrs["scores"])
 
 
+def test_default_config_overfits_five_sentences(tiny_model_dir):
+    """The paper's path as configs/fewshot.cfg sets it (LM loss over the whole vocabulary,
+    contrastive and FGM on, the default LoRA, Adam at 1e-3 with grad_clip 1.0) learns the
+    training sentences. With the earlier FGM epsilon of 0.1 this reached only F1 0.83 in 300
+    updates (the perturbation of every token outweighed the LM signal); at 0.01 it reaches 1.0
+    in about 200."""
+    nlp = make_nlp(tiny_model_dir("llama"))
+    model_cfg = nlp.config["components"]["fewshot_ner"]["model"]
+    assert model_cfg["answer_loss"] == "lm" and model_cfg["contrastive"]["weight"] > 0
+    assert model_cfg["adversarial"]["epsilon"] > 0
+    examples = make_examples(nlp)
+    nlp.initialize(lambda: examples)
+    sgd = Adam(learn_rate=0.001, grad_clip=1.0)  # [training.optimizer] of configs/fewshot.cfg
+    first = nlp.update(examples, sgd=sgd)["fewshot_ner_lm"]
+    scores = {"ents_f": 0.0}
+    for step in range(2, 301):
+        losses = nlp.update(examples, sgd=sgd)
+        if step % 25 == 0:
+            scores = nlp.evaluate(examples)
+            if scores["ents_f"] == 1.0:
+                break
+    assert losses["fewshot_ner_lm"] < first
+    assert losses["fewshot_ner_adversarial"] > 0 and losses["fewshot_ner_contrastive"] > 0
+    assert scores["ents_f"] == 1.0
+    doc = nlp("Obama visited London .")
+    assert [(e.text, e.label_) for e in doc.ents] == [("Obama", "PER"), ("London", "LOC")]
+
+
 def _ents(nlp, texts):
     return [[(e.start, e.end, e.label_) for e in d.ents] + [tuple(d.spans["fewshot_ner"].attrs["scores"])]
             for d in nlp.pipe(texts)]

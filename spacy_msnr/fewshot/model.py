@@ -46,7 +46,7 @@ LORA_DEFAULTS = {"r": 16, "alpha": 32, "dropout": 0.05, "target_modules": "all-l
 LORA_DEFAULTS_V1 = dict(LORA_DEFAULTS, target_modules=None)
 CONTRASTIVE_DEFAULTS = {"layer": 0.75, "temperature": 0.07, "weight": 0.1}
 #: v2: epsilon relative to the mean token-embedding norm, per token (`relative_fgm_perturbation`).
-ADVERSARIAL_DEFAULTS = {"epsilon": 0.1}
+ADVERSARIAL_DEFAULTS = {"epsilon": 0.01}
 #: v1: epsilon an absolute L2 norm per sequence (`fgm_perturbation`).
 ADVERSARIAL_DEFAULTS_V1 = {"epsilon": 1.0}
 BASE_FILES = ("config.json", "generation_config.json", "model.safetensors.index.json")
@@ -81,8 +81,11 @@ def build_lora_instruction_ner_v2(
     adversarial: epsilon (0 disables), relative to the model's embedding scale: every input
     position t is moved by r_t = epsilon * e * g_t / ||g_t||_2, where e is the mean L2 norm of the
     rows of the input-embedding matrix and g_t the loss gradient at t (per-token normalisation, as
-    in FreeLB), so epsilon = 0.1 moves each token embedding by a tenth of a typical embedding's
-    length on any model. answer_loss: "lm" (cross-entropy over the whole vocabulary, as in the
+    in FreeLB), so epsilon = 0.01 (the default) moves each token embedding by a hundredth of a
+    typical embedding's length on any model. Every token moves at once, so this is a strong
+    perturbation: at 0.1 the adversarial loss was 2.6x the clean LM loss on SmolLM2-135M and a
+    tiny model no longer learned to copy spans (0.15 train F1 after 300 updates against 0.71 at
+    0.01 and 0.93 without FGM). answer_loss: "lm" (cross-entropy over the whole vocabulary, as in the
     paper) or "constrained" (cross-entropy over the tokens the span-constrained decoder allows at
     each answer position: the decoder's own choice distribution). dtype: "auto" (bf16 on GPU,
     float32 on CPU), "float32", "bfloat16" or "float16" (prediction only: training a float16 base
