@@ -12,6 +12,7 @@ from spacy.tokens import Span
 from thinc.api import Adam
 
 import util  # tests/util.py
+from spacy_msnr.fewshot.model import get_shim
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -99,6 +100,47 @@ def test_default_config_overfits_five_sentences(tiny_model_dir):
     assert scores["ents_f"] == 1.0
     doc = nlp("Obama visited London .")
     assert [(e.text, e.label_) for e in doc.ents] == [("Obama", "PER"), ("London", "LOC")]
+
+
+def test_chat_format_reads_each_text_once_for_the_contrastive_loss(tiny_model_dir, tmp_path):
+    """In the chat format the type comes after the text, so a text token's hidden states are the
+    same in every type's instruction (causal attention): InfoNCE reads them from one instruction
+    per segment instead of n_types identical copies."""
+    import shutil
+
+    from transformers import AutoTokenizer
+
+    from spacy_msnr.fewshot.model import split_causal_lm, text_token_reps
+
+    model_dir = tmp_path / "chat-llama"
+    shutil.copytree(tiny_model_dir("llama"), model_dir)
+    tok = AutoTokenizer.from_pretrained(str(model_dir))
+    tok.chat_template = (
+        "{% for message in messages %}{{ '<s>' + message['role'] + '\\n' + message['content'] + '</s>\\n' }}{% endfor %}"
+        "{% if add_generation_prompt %}{{ '<s>assistant\\n' }}{% endif %}"
+    )
+    tok.save_pretrained(str(model_dir))
+    nlp = make_nlp(model_dir)
+    examples = make_examples(nlp)
+    nlp.initialize(lambda: examples)
+    ner = nlp.get_pipe("fewshot_ner")
+    assert ner.builder.text_first
+    insts = ner.training_instructions(examples)
+    per_segment = {}
+    for inst in insts:
+        per_segment.setdefault(id(inst.segment), []).append(inst)
+    assert len(per_segment) == 5 and all(len(group) == 2 for group in per_segment.values())
+    assert all([i.contrastive for i in group] == [True, False] for group in per_segment.values())
+    reps, types = text_token_reps(torch.zeros(len(insts), max(len(i.input_ids) for i in insts), 1), insts)
+    assert len(types) == sum(sum(b > a for a, b in g[0].segment.offsets) for g in per_segment.values())
+    # the reason: both types' instructions give the text tokens the same hidden states
+    first = next(iter(per_segment.values()))
+    backbone, _ = split_causal_lm(get_shim(ner.model).model.eval())
+    states = [backbone(input_ids=torch.tensor([i.input_ids]), output_hidden_states=True).hidden_states[-1][0]
+              for i in first]
+    start, end = first[0].text_range
+    assert first[0].text_range == first[1].text_range and first[0].label != first[1].label
+    torch.testing.assert_close(states[0][start:end], states[1][start:end])
 
 
 def _ents(nlp, texts):

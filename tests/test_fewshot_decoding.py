@@ -8,7 +8,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from spacy.tokens import Doc, Span
 
-from spacy_msnr.fewshot.decoding import SpanConstraint, generate, repeated_mentions, resolve_overlaps
+from spacy_msnr.fewshot.decoding import SpanConstraint, allowed_logits, generate, repeated_mentions, resolve_overlaps
 from spacy_msnr.fewshot.prompts import PromptBuilder
 
 VOCAB = spacy.blank("en").vocab
@@ -112,41 +112,99 @@ def test_resolve_overlaps_is_deterministic():
     assert resolve_overlaps(list(reversed(cands))) == want
 
 
-@pytest.mark.parametrize("family", ["llama", "gpt2"])
-def test_batched_cached_generation_matches_single(tiny_model_dir, family):
+CHATML = (
+    "{% for message in messages %}{{ '<|im_start|>' + message['role'] + '\n' + message['content'] + "
+    "'<|im_end|>' + '\n' }}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
+)
+#: A chat template made of tokens the tiny models already have (their bos/eos), to run them on.
+CHAT_S = (
+    "{% for message in messages %}{{ '<s>' + message['role'] + '\n' + message['content'] + '</s>\n' }}{% endfor %}"
+    "{% if add_generation_prompt %}{{ '<s>assistant\n' }}{% endif %}"
+)
+
+
+def _lora_shim(model_dir, chat: bool):
     from spacy_msnr.fewshot.model import LoRACausalLMShim
 
     shim = LoRACausalLMShim(None)
-    shim.load(str(tiny_model_dir(family)), {"r": 4, "alpha": 8, "dropout": 0.0, "target_modules": None}, "float32", None, 0)
+    shim.load(str(model_dir), {"r": 4, "alpha": 8, "dropout": 0.0, "target_modules": None}, "float32", None, 0)
     with torch.no_grad():  # make the LoRA path non-trivial
         for name, p in shim.model.named_parameters():
             if "lora_B" in name:
                 p.normal_(0, 0.5)
-    b = PromptBuilder(shim.tokenizer, {"LOC": "a place"})
+    if chat:
+        shim.tokenizer.chat_template = CHAT_S
+    return shim
+
+
+@pytest.mark.parametrize("family,chat", [("llama", False), ("gpt2", False), ("llama", True)])
+def test_batched_cached_generation_matches_single(tiny_model_dir, family, chat):
+    """Every way the decoder shares work (one cache per type in the plain format; the
+    instruction's cache once and one cache per segment in the chat format; batches of several
+    prompts) gives what decoding each (segment, type) alone from its full prompt gives."""
+    shim = _lora_shim(tiny_model_dir(family), chat)
+    labels = ["LOC", "PER"]
+    b = PromptBuilder(shim.tokenizer, {"LOC": "a place", "PER": "PER"})
+    assert b.text_first is chat
     nlp = spacy.blank("en")
     docs = [nlp.make_doc(t) for t in ["Rome and Paris .", "A long walk to New York , then back to Rome .", "x"]]
     segs = [s for i, d in enumerate(docs) for s in b.segments(d, i, 1000)]
-    prompts = [s.input_ids + b.suffix_ids for s in segs]
+    weights = {n: p.detach().clone() for n, p in shim.model.named_parameters()}
+    pad = shim.tokenizer.pad_token_id
 
-    def run(batch_size):
-        cons = [SpanConstraint(s.input_ids, s.starts, s.ends, b.markers) for s in segs]
-        generate(shim.model, b.prefix_ids("LOC"), prompts, cons, max_new_tokens=24, batch_size=batch_size,
-                 pad_id=shim.tokenizer.pad_token_id)
+    def new(seg):
+        return SpanConstraint(seg.input_ids, seg.starts, seg.ends, b.markers)
+
+    def result(cons):
         return [(c.logprobs, [(f.first, f.last) for f in c.spans()]) for c in cons]
 
-    single, batched = run(1), run(3)
-    for (lp1, sp1), (lp3, sp3) in zip(single, batched):
-        assert sp1 == sp3
-        assert lp1 == pytest.approx(lp3, abs=1e-4)
-    # the cached-prefix path gives the same first-step distribution as a plain full forward
+    # reference: each (segment, type) alone, its whole prompt as the prefix, no sharing, batch 1
+    alone = []
+    for label in labels:
+        for seg in segs:
+            full = b.prefix_ids(label) + seg.input_ids + b.suffix_ids(label)
+            cons = [new(seg)]
+            generate(shim.model, [(full[:-1], [full[-1:]], cons)], max_new_tokens=24, batch_size=1, pad_id=pad)
+            alone += result(cons)
+    # the component's grouping, in batches within a job and across jobs (left-padded caches)
+    for batch_size in (3, 16):
+        cons = {label: [new(seg) for seg in segs] for label in labels}
+        if chat:
+            head = b.prefix_ids("LOC")
+            assert head == b.prefix_ids("PER")
+            jobs = [(head + seg.input_ids, [b.suffix_ids(label) for label in labels],
+                     [cons[label][k] for label in labels]) for k, seg in enumerate(segs)]
+            generate(shim.model, jobs, max_new_tokens=24, batch_size=batch_size, pad_id=pad, shared=len(head))
+        else:
+            jobs = [(b.prefix_ids(label), [seg.input_ids + b.suffix_ids(label) for seg in segs], cons[label])
+                    for label in labels]
+            generate(shim.model, jobs, max_new_tokens=24, batch_size=batch_size, pad_id=pad)
+        grouped = result(cons["LOC"] + cons["PER"])
+        for (lp1, sp1), (lp2, sp2) in zip(alone, grouped):
+            assert sp1 == sp2
+            assert lp1 == pytest.approx(lp2, abs=1e-4)
+    # the first step's distribution is that of a plain full forward
     shim.model.eval()
-    full = torch.tensor([b.prefix_ids("LOC") + prompts[0]])
+    full = torch.tensor([b.prefix_ids("LOC") + segs[0].input_ids + b.suffix_ids("LOC")])
     with torch.no_grad():
         logits = shim.model(input_ids=full).logits[0, -1]
-    cons = SpanConstraint(segs[0].input_ids, segs[0].starts, segs[0].ends, b.markers)
-    allowed = sorted(cons.allowed())
+    allowed = sorted(new(segs[0]).allowed())
     expected = torch.log_softmax(logits[allowed], -1).max().item()
-    assert single[0][0][0] == pytest.approx(expected, abs=1e-4)
+    assert alone[0][0][0] == pytest.approx(expected, abs=1e-4)
+    # decoding left every weight exactly as it was
+    for n, p in shim.model.named_parameters():
+        assert torch.equal(p.detach(), weights[n])
+
+
+def test_allowed_logits_are_the_heads_logits_at_those_ids():
+    torch.manual_seed(0)
+    head = torch.nn.Linear(8, 50, bias=True)
+    hidden = torch.randn(3, 8)
+    ids, logits = allowed_logits(head, hidden, [2, 7, 49])
+    assert ids.tolist() == [2, 7, 49]
+    torch.testing.assert_close(logits, head(hidden)[:, [2, 7, 49]])
+    wrapped = torch.nn.Sequential(head)  # not a plain Linear: the full head, then the columns
+    torch.testing.assert_close(allowed_logits(wrapped, hidden, [2, 7, 49])[1], logits)
 
 
 def test_chat_answers_decode_to_their_spans(tiny_tokenizer):
@@ -156,10 +214,7 @@ def test_chat_answers_decode_to_their_spans(tiny_tokenizer):
 
     tok = copy.deepcopy(tiny_tokenizer("llama"))
     tok.add_special_tokens({"additional_special_tokens": ["<|im_start|>", "<|im_end|>"]})
-    tok.chat_template = (
-        "{% for message in messages %}{{ '<|im_start|>' + message['role'] + '\n' + message['content'] + "
-        "'<|im_end|>' + '\n' }}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
-    )
+    tok.chat_template = CHATML
     b = PromptBuilder(tok, {"LOC": "a place"})
     assert b.prompt_format == "chat"
     doc = _doc(VOCAB, ["New", "York", "and", "Rome", "and", "Paris"], [True] * 5 + [False])

@@ -117,6 +117,60 @@ def _loss_and_grads(nlp, examples, chunk):
 
 
 @pytest.mark.parametrize("epsilon", [0.0, 0.1])
+def test_shared_prefix_changes_neither_loss_nor_gradient(tiny_model_dir, tmp_path, monkeypatch, epsilon):
+    """In the chat format every instruction starts with the same instruction text, which the
+    training pass runs once per chunk (its cache expanded to every row): loss terms and gradients
+    are those of whole rows, for any chunk size."""
+    import shutil
+
+    from transformers import AutoTokenizer
+
+    from spacy_msnr.fewshot import model as model_module
+
+    model_dir = tmp_path / "chat-llama"
+    shutil.copytree(tiny_model_dir("llama"), model_dir)
+    tok = AutoTokenizer.from_pretrained(str(model_dir))
+    tok.chat_template = (
+        "{% for message in messages %}{{ '<s>' + message['role'] + '\\n' + message['content'] + '</s>\\n' }}{% endfor %}"
+        "{% if add_generation_prompt %}{{ '<s>assistant\\n' }}{% endif %}"
+    )
+    tok.save_pretrained(str(model_dir))
+    nlp = spacy.blank("en")
+    nlp.add_pipe("fewshot_ner", config={"model": {
+        "base_model": str(model_dir), "lora": {"r": 4, "alpha": 8, "dropout": 0.0},
+        "contrastive": {"layer": 0.5, "temperature": 0.1, "weight": 0.5}, "adversarial": {"epsilon": epsilon}}})
+    examples = make_examples(nlp, SENTS + [("Merkel met Macron in Paris .", [(0, 1, "PER"), (2, 3, "PER"), (4, 5, "LOC")])])
+    nlp.initialize(lambda: examples)
+    ner = nlp.get_pipe("fewshot_ner")
+    assert ner.builder.text_first
+    with torch.no_grad():
+        for n, p in ner.model.shims[0].model.named_parameters():
+            if "lora_B" in n:
+                p.normal_(0, 0.1, generator=torch.Generator().manual_seed(0))
+    seen = []
+    collate = model_module.collate
+
+    def spy(*args, **kwargs):
+        out = collate(*args, **kwargs)
+        seen.append("prefix_ids" in out)
+        return out
+
+    monkeypatch.setattr(model_module, "collate", spy)
+    shared, g_shared = _loss_and_grads(nlp, examples, 16)
+    one, g_one = _loss_and_grads(nlp, examples, 1)
+    assert seen == [True] * 7
+    monkeypatch.setattr(model_module, "collate", lambda *a, **k: collate(*a[:5], share_prefix=False))
+    rows, g_rows = _loss_and_grads(nlp, examples, 16)
+    for key in ("fewshot_ner", "fewshot_ner_lm", "fewshot_ner_contrastive", "fewshot_ner_adversarial"):
+        assert shared[key] == pytest.approx(rows[key], rel=1e-5), key
+        assert one[key] == pytest.approx(rows[key], rel=1e-5), key
+    assert (rows["fewshot_ner_adversarial"] > 0) == (epsilon > 0)
+    for n, g in g_rows.items():
+        assert torch.allclose(g_shared[n], g, rtol=1e-4, atol=1e-7), n
+        assert torch.allclose(g_one[n], g, rtol=1e-4, atol=1e-7), n
+
+
+@pytest.mark.parametrize("epsilon", [0.0, 0.1])
 def test_chunk_size_changes_neither_loss_nor_gradient(tiny_model_dir, epsilon):
     nlp = spacy.blank("en")
     nlp.add_pipe("fewshot_ner", config={"model": {

@@ -55,7 +55,7 @@ def test_answer_format_order_dedup_and_empty(builder, nlp):
     assert typed == "RomeParisRome"
     empty = builder.instruction(seg, "PER", doc.ents)
     assert builder.tokenizer.decode(empty.answer_ids).replace(" ", "") == "none</s>"
-    assert inst.input_ids == builder.prefix_ids("LOC") + seg.input_ids + builder.suffix_ids
+    assert inst.input_ids == builder.prefix_ids("LOC") + seg.input_ids + builder.suffix_ids("LOC")
     start, end = inst.text_range
     assert inst.input_ids[start:end] == seg.input_ids
 
@@ -128,22 +128,24 @@ def test_chat_answer_is_exactly_the_assistant_turn(chat_tokenizer, nlp):
     doc.ents = [Span(doc, 0, 1, "LOC"), Span(doc, 2, 3, "LOC")]
     (seg,) = b.segments(doc, 0, 1000)
     inst = b.instruction(seg, "LOC", doc.ents)
-    # the answer ids start right after the template's generation prompt and end with its end-of-turn token
-    assert tok.decode(inst.input_ids).endswith("Rome again<|im_end|>\n<|im_start|>assistant\n")
+    # text first, then the type with its description; the answer ids start right after the
+    # template's generation prompt and end with its end-of-turn token
+    assert tok.decode(inst.input_ids).endswith("Rome again\nType: LOC (a place)<|im_end|>\n<|im_start|>assistant\n")
     assert inst.answer_ids[-1] == end and end not in inst.answer_ids[:-1]
     answer = tok.decode(inst.answer_ids[:-1])
     assert answer.replace(" ", "") == "<<<Rome>>><<<Paris>>>"
     # prompt + answer is the template's rendering of the conversation (user turn, assistant turn)
-    user = tok.decode(inst.input_ids[len(b.prefix_ids("LOC")) :])
+    instruction = tok.decode(b.prefix_ids("LOC")).split("user\n", 1)[1]
     rendered = tok.apply_chat_template(
-        [{"role": "user", "content": tok.decode(b.prefix_ids("LOC")).split("user\n", 1)[1] + doc.text},
+        [{"role": "user", "content": instruction + doc.text + "\nType: LOC (a place)"},
          {"role": "assistant", "content": answer}], tokenize=False)
     assert rendered == tok.decode(inst.input_ids + inst.answer_ids) + "\n"
-    assert user.startswith(doc.text)
+    assert tok.decode(inst.input_ids[len(b.prefix_ids("LOC")) :]).startswith(doc.text)
+    # everything up to the end of the text is the same for every type; only the suffix names it
+    assert b.text_first and b.prefix_ids("LOC") == b.prefix_ids("PER")
     text = tok.decode(b.prefix_ids("LOC"))
-    assert text.startswith("<|im_start|>system\n") and "Extract every LOC entity" in text and "A LOC is a place." in text
-    assert text.endswith("\nText: ")
-    assert "A PER is" not in tok.decode(b.prefix_ids("PER"))
+    assert text.startswith("<|im_start|>system\n") and "<<< entity >>>" in text and text.endswith("\nText: ")
+    assert tok.decode(b.suffix_ids("PER")).startswith("\nType: PER<|im_end|>")  # description == name: none shown
     empty = b.instruction(seg, "PER", doc.ents)
     assert tok.decode(empty.answer_ids) == " none<|im_end|>"
 

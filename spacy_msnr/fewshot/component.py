@@ -176,7 +176,8 @@ class FewShotNER(TrainablePipe):
     def _text_budget(self) -> int:
         shim = get_shim(self.model)
         limit = max_positions(shim.model, shim.tokenizer)
-        used = self.builder.max_prefix_length(self.labels) + len(self.builder.suffix_ids) + self.cfg["max_new_tokens"]
+        used = (self.builder.max_prefix_length(self.labels) + self.builder.max_suffix_length(self.labels)
+                + self.cfg["max_new_tokens"])
         budget = limit - used
         if budget < 1:
             raise ValueError(
@@ -250,9 +251,10 @@ class FewShotNER(TrainablePipe):
                     smaller = self.builder.segments(gold, index, max(1, len(seg.input_ids) // 2), gold.ents, within=span)
                     out.extend(self._fitting_instructions(gold, index, smaller, budget))
                     continue
-            for inst in insts:
+            for k, inst in enumerate(insts):
                 constraint = SpanConstraint(seg.input_ids, seg.starts, seg.ends, self.builder.markers)
                 inst.answer_allowed = constraint.allowed_along(inst.answer_ids)
+                inst.contrastive = k == 0 or not self.builder.text_first  # text states shared by all types
                 out.append(inst)
         return out
 
@@ -270,22 +272,28 @@ class FewShotNER(TrainablePipe):
         segments: List[Segment] = [seg for i, doc in enumerate(docs) for seg in self.builder.segments(doc, i, budget)]
         if not segments:
             return out
-        markers = self.builder.markers
-        prompts = [seg.input_ids + self.builder.suffix_ids for seg in segments]
-        for label in self.labels:
-            constraints = [SpanConstraint(seg.input_ids, seg.starts, seg.ends, markers) for seg in segments]
-            generate(
-                shim.model, self.builder.prefix_ids(label), prompts, constraints,
-                max_new_tokens=self.cfg["max_new_tokens"], batch_size=self.cfg["batch_size"],
-                pad_id=shim.tokenizer.pad_token_id,
-            )
-            unfinished = sum(not c.finished for c in constraints)
+        b, labels, markers = self.builder, self.labels, self.builder.markers
+        # constraints[label][k]: the answer for (segments[k], label)
+        constraints = {label: [SpanConstraint(s.input_ids, s.starts, s.ends, markers) for s in segments] for label in labels}
+        if b.text_first:  # one job per segment: its text's cache serves every type's question
+            head = b.prefix_ids(labels[0])
+            jobs = [(head + seg.input_ids, [b.suffix_ids(label) for label in labels],
+                     [constraints[label][k] for label in labels]) for k, seg in enumerate(segments)]
+            shared = len(head)
+        else:  # one job per type: its instruction's cache serves every segment
+            jobs = [(b.prefix_ids(label), [seg.input_ids + b.suffix_ids(label) for seg in segments], constraints[label])
+                    for label in labels]
+            shared = 0
+        generate(shim.model, jobs, max_new_tokens=self.cfg["max_new_tokens"], batch_size=self.cfg["batch_size"],
+                 pad_id=shim.tokenizer.pad_token_id, shared=shared)
+        for label in labels:
+            unfinished = sum(not c.finished for c in constraints[label])
             if unfinished:
                 warnings.warn(
                     f"[{self.name}] {unfinished} answer(s) for {label!r} reached max_new_tokens="
                     f"{self.cfg['max_new_tokens']} before the terminator; the entities completed so far are kept."
                 )
-            for seg, cons in zip(segments, constraints):
+            for seg, cons in zip(segments, constraints[label]):
                 doc = docs[seg.doc_index]
                 for found in cons.spans():
                     span = doc.char_span(seg.offsets[found.first][0], seg.offsets[found.last][1], alignment_mode="expand")

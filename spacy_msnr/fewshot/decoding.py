@@ -10,8 +10,9 @@ makes progress. Several automaton states are kept at once, so marker tokens that
 the text (e.g. a lone space piece) are handled exactly. Other mentions of a decoded entity's
 text are found by `repeated_mentions`.
 
-`generate` runs batched greedy decoding for one entity type with the instruction prefix's
-key/value cache computed once, and stops each sequence at the terminator.
+`generate` runs batched greedy decoding of jobs (a prefix and the prompts that follow it), each
+prefix's key/value cache computed once, rows of several jobs in one batch, logits only for the
+tokens the automaton allows, and stops each sequence at the terminator.
 """
 import math
 from dataclasses import dataclass
@@ -214,66 +215,123 @@ def resolve_overlaps(candidates: Sequence[Tuple[int, int, str, float]]) -> List[
     return sorted(taken)
 
 
+#: One decoding job: a prefix shared by its prompts, the prompts, and one constraint per prompt.
+Job = Tuple[Sequence[int], Sequence[Sequence[int]], Sequence["SpanConstraint"]]
+
+
 @torch.no_grad()
 def generate(
     peft_model,
-    prefix_ids: Sequence[int],
-    prompts: Sequence[Sequence[int]],
-    constraints: Sequence[SpanConstraint],
+    jobs: Sequence[Job],
     *,
     max_new_tokens: int,
     batch_size: int,
     pad_id: int,
+    shared: int = 0,
 ) -> None:
-    """Greedy constrained decoding of `prompts` (the tokens after the shared `prefix_ids`), one
-    `SpanConstraint` each, which this fills. The prefix's key/value cache is computed once;
-    prompts are left-padded after it, batched by length, and each stops at its terminator."""
-    from transformers import DynamicCache
-
+    """Greedy constrained decoding. Each job is (prefix_ids, prompts, constraints): the prompts
+    follow the job's prefix, whose key/value cache is computed once, and each fills its
+    `SpanConstraint`. The first `shared` tokens of every job's prefix are the same, and their
+    cache is computed once for all jobs. Batches of `batch_size` prompts (from one or several
+    jobs: each row reads its own job's cache, left-padded) decode together, each stopping at its
+    terminator; on a CPU a decoding step costs about the same for 5 rows as for 30, because it
+    reads every weight once."""
     from .model import split_causal_lm
 
     backbone, head = split_causal_lm(peft_model)
     was_training = peft_model.training
     peft_model.eval()
-    device = next(peft_model.parameters()).device
-    prefix = torch.tensor([list(prefix_ids)], dtype=torch.long, device=device)
-    prefix_cache = backbone(input_ids=prefix, use_cache=True).past_key_values
-    if hasattr(prefix_cache, "to_legacy_cache"):
-        prefix_cache = prefix_cache.to_legacy_cache()
-    n_prefix = prefix.shape[1]
-    order = sorted(range(len(prompts)), key=lambda i: (len(prompts[i]), i))
-    for b0 in range(0, len(order), batch_size):
-        rows = order[b0 : b0 + batch_size]
-        _decode_batch(backbone, head, prefix_cache, n_prefix, [prompts[i] for i in rows],
-                      [constraints[i] for i in rows], max_new_tokens, pad_id, device, DynamicCache)
-    peft_model.train(was_training)
+    try:
+        device = next(backbone.parameters()).device
+        common = _prefix_cache(backbone, list(jobs[0][0][:shared]), None, device) if jobs and shared else None
+        rows = [(j, i) for j, (_, prompts, _) in enumerate(jobs)
+                for i in sorted(range(len(prompts)), key=lambda i: (len(prompts[i]), i))]
+        caches: Dict[int, Optional[tuple]] = {}
+        for b0 in range(0, len(rows), batch_size):
+            batch = rows[b0 : b0 + batch_size]
+            for j, _ in batch:
+                if j not in caches:
+                    caches[j] = _prefix_cache(backbone, list(jobs[j][0][shared:]), common, device)
+            _decode_batch(backbone, head, [j for j, _ in batch], caches, [jobs[j][1][i] for j, i in batch],
+                          [jobs[j][2][i] for j, i in batch], max_new_tokens, pad_id, device)
+            for j in [k for k in caches if k < batch[-1][0]]:
+                del caches[j]
+    finally:
+        peft_model.train(was_training)
 
 
-def _decode_batch(backbone, head, prefix_cache, n_prefix, prompts, constraints, max_new_tokens, pad_id, device, cache_cls):
+def _prefix_cache(backbone, ids: List[int], past: Optional[tuple], device) -> Optional[tuple]:
+    """The (legacy) key/value cache of `ids` after the cache `past` (None: from the start)."""
+    if not ids:
+        return past
+    from transformers import DynamicCache
+
+    cache = DynamicCache.from_legacy_cache(past) if past is not None else None
+    start = past[0][0].shape[2] if past is not None else 0
+    tensor = torch.tensor([ids], dtype=torch.long, device=device)
+    positions = torch.arange(start, start + len(ids), device=device)[None]
+    out = backbone(input_ids=tensor, position_ids=positions, past_key_values=cache, use_cache=True).past_key_values
+    return out.to_legacy_cache() if hasattr(out, "to_legacy_cache") else out
+
+
+def _batch_cache(row_jobs: List[int], caches: Dict[int, Optional[tuple]], device):
+    """A DynamicCache with one row per prompt holding its job's prefix cache, left-padded to the
+    longest, and the (rows x prefix) attention mask of the real positions."""
+    from transformers import DynamicCache
+
+    jobs = sorted(set(row_jobs))
+    lens = {j: caches[j][0][0].shape[2] if caches[j] is not None else 0 for j in jobs}
+    n_prefix = max(lens.values())
+    mask = torch.zeros((len(row_jobs), n_prefix), dtype=torch.long, device=device)
+    for r, j in enumerate(row_jobs):
+        mask[r, n_prefix - lens[j]:] = 1
+    if n_prefix == 0:
+        return DynamicCache(), mask
+    where = torch.tensor([jobs.index(j) for j in row_jobs], device=device)
+    layers = []
+    for layer in range(len(next(caches[j] for j in jobs if caches[j] is not None))):
+        pair = []
+        for part in (0, 1):
+            ref = next(caches[j][layer][part] for j in jobs if caches[j] is not None)
+            if len(jobs) == 1:
+                pair.append(ref.expand(len(row_jobs), -1, -1, -1))
+                continue
+            stacked = ref.new_zeros((len(jobs), ref.shape[1], n_prefix, ref.shape[3]))
+            for k, j in enumerate(jobs):
+                if lens[j]:
+                    stacked[k, :, n_prefix - lens[j]:] = caches[j][layer][part][0]
+            pair.append(stacked[where])
+        layers.append(tuple(pair))
+    return DynamicCache.from_legacy_cache(tuple(layers)), mask
+
+
+def _decode_batch(backbone, head, row_jobs, caches, prompts, constraints, max_new_tokens, pad_id, device):
     size, longest = len(prompts), max(len(p) for p in prompts)
+    cache, prefix_mask = _batch_cache(row_jobs, caches, device)
+    n_prefix = prefix_mask.shape[1]
     ids = torch.full((size, longest), pad_id, dtype=torch.long)
-    mask = torch.zeros((size, n_prefix + longest), dtype=torch.long)
-    mask[:, :n_prefix] = 1
+    mask = torch.zeros((size, n_prefix + longest), dtype=torch.long, device=device)
+    mask[:, :n_prefix] = prefix_mask
     for r, p in enumerate(prompts):
         ids[r, longest - len(p):] = torch.tensor(list(p))
         mask[r, n_prefix + longest - len(p):] = 1
-    ids, mask = ids.to(device), mask.to(device)
+    ids = ids.to(device)
     positions = (mask.cumsum(-1) - 1).clamp_min(0)[:, n_prefix:]
-    cache = cache_cls.from_legacy_cache(
-        tuple((k.expand(size, -1, -1, -1), v.expand(size, -1, -1, -1)) for k, v in prefix_cache)
-    )
     out = backbone(input_ids=ids, attention_mask=mask, position_ids=positions, past_key_values=cache, use_cache=True)
     hidden = out.last_hidden_state[:, -1]
     next_pos = positions[:, -1] + 1
     live = list(range(size))
     for _ in range(max_new_tokens):
-        logits = head(hidden).float()
+        sets = [constraints[i].allowed() for i in live]
+        ids_, logits = allowed_logits(head, hidden, sorted(set().union(*sets)))
+        column = {t: c for c, t in enumerate(ids_.tolist())}
         allowed = torch.zeros_like(logits, dtype=torch.bool)
-        for r, i in enumerate(live):
-            allowed[r, sorted(constraints[i].allowed())] = True
+        for r, allowed_r in enumerate(sets):
+            allowed[r, [column[t] for t in allowed_r]] = True
         logp = torch.log_softmax(logits.masked_fill(~allowed, float("-inf")), dim=-1)
-        best = logp.argmax(dim=-1)
-        chosen = logp.gather(1, best[:, None])[:, 0]
+        pick = logp.argmax(dim=-1)
+        chosen = logp.gather(1, pick[:, None])[:, 0]
+        best = ids_[pick]
         for r, i in enumerate(live):
             constraints[i].advance(int(best[r]), float(chosen[r]))
         keep = [r for r, i in enumerate(live) if not constraints[i].finished]
@@ -289,3 +347,16 @@ def _decode_batch(backbone, head, prefix_cache, n_prefix, prompts, constraints, 
                        past_key_values=cache, use_cache=True)
         hidden = out.last_hidden_state[:, -1]
         next_pos = next_pos + 1
+
+
+def allowed_logits(head: torch.nn.Module, hidden: torch.Tensor, ids: List[int]) -> Tuple[torch.Tensor, torch.Tensor]:
+    """(ids, logits of `hidden` for those vocabulary ids only), float32. The constrained decoder
+    normalises over the allowed tokens, so the rest of the vocabulary (49k rows for SmolLM2, a
+    fifth of its per-token cost) is never computed when the head is a plain linear layer."""
+    index = torch.tensor(ids, dtype=torch.long, device=hidden.device)
+    if isinstance(head, torch.nn.Linear):
+        logits = hidden @ head.weight[index].T
+        if head.bias is not None:
+            logits = logits + head.bias[index]
+        return index, logits.float()
+    return index, head(hidden).float()[:, index]

@@ -14,7 +14,9 @@ InfoNCE over the hidden states of layer round(layer x depth) of every input-text
 batch (`contrastive.py`). Its backprop runs the backward pass and, when epsilon > 0, the FGM step
 (`adversarial.py`): a second pass on input embeddings perturbed along the gradient of that total
 loss (LM + weight x contrastive) with respect to them, whose answer-token cross-entropy (mean
-over all answer tokens of the batch) is added.
+over all answer tokens of the batch) is added. When all instructions of a chunk start with the
+same prefix (the chat format's instruction), that prefix runs once and its key/value cache is
+shared by the rows (`collate`, `_forward`): the loss and gradients are those of whole rows.
 """
 import json
 import math
@@ -23,7 +25,7 @@ import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional, Tuple, Union
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 import srsly
 import torch
@@ -78,8 +80,10 @@ def build_lora_instruction_ner_v2(
     lora: r, alpha, dropout, target_modules ("all-linear", the default; null = the attention
     projections of the architecture; or a list of module names).
     contrastive: layer (fraction of depth, in (0, 1]), temperature, weight (0 disables).
-    adversarial: epsilon (0 disables), relative to the model's embedding scale: every input
-    position t is moved by r_t = epsilon * e * g_t / ||g_t||_2, where e is the mean L2 norm of the
+    adversarial: epsilon (0 disables), relative to the model's embedding scale: every position t
+    after the instruction prefix (the text, the question in the chat format, the answer; the
+    instruction itself stays as it is, which lets the training pass run a prefix shared by all
+    instructions once) is moved by r_t = epsilon * e * g_t / ||g_t||_2, where e is the mean L2 norm of the
     rows of the input-embedding matrix and g_t the loss gradient at t (per-token normalisation, as
     in FreeLB), so epsilon = 0.01 (the default) moves each token embedding by a hundredth of a
     typical embedding's length on any model. Every token moves at once, so this is a strong
@@ -420,7 +424,8 @@ class _Pass:
     cross-entropy, and the contrastive representations of its text tokens with their types."""
 
     tensors: Dict[str, torch.Tensor]
-    embeds: torch.Tensor
+    #: Input embeddings: (shared prefix (1 x P), rest of every row) or (whole rows,).
+    embeds: Tuple[torch.Tensor, ...]
     lm_sum: torch.Tensor
     reps: Optional[torch.Tensor]
     types: List[str]
@@ -448,7 +453,8 @@ def forward(model: Model, chunks: List[List[Instruction]], is_train: bool) -> Tu
     device = shim.device
     constrained = model.attrs["answer_loss"] == "constrained"
     limit = max_positions(lm, shim.tokenizer)
-    all_tensors = [collate(chunk, shim.tokenizer.pad_token_id, device, limit, constrained) for chunk in chunks]
+    share = model.attrs["fgm"] == "token"  # v1's per-sequence FGM norm needs whole rows
+    all_tensors = [collate(chunk, shim.tokenizer.pad_token_id, device, limit, constrained, share) for chunk in chunks]
     n_answer = sum(len(t["targets"]) for t in all_tensors)
     layer = contrastive_layer(float(con["layer"]), num_layers(lm)) if weight > 0 else None
     lm.train(is_train)
@@ -491,13 +497,13 @@ def forward(model: Model, chunks: List[List[Instruction]], is_train: bool) -> Tu
     def _adversarial_step(run: _Pass, d_loss: float) -> None:
         if epsilon <= 0:
             return
-        mask = run.tensors["attention_mask"]
-        if model.attrs["fgm"] == "token":
-            r = relative_fgm_perturbation(run.embeds.grad, epsilon, mask, mean_embedding_norm(embed.weight))
+        rows = run.embeds[-1]
+        if model.attrs["fgm"] == "token":  # the instruction before the text stays as it is
+            r = relative_fgm_perturbation(rows.grad, epsilon, run.tensors["perturb_mask"], mean_embedding_norm(embed.weight))
         else:
-            r = fgm_perturbation(run.embeds.grad, epsilon, mask)
-        out_adv = backbone(inputs_embeds=run.embeds.detach() + r, attention_mask=mask)
-        adv_sum = answer_loss(out_adv.last_hidden_state, head, run.tensors, reduction="sum")
+            r = fgm_perturbation(rows.grad, epsilon, run.tensors["attention_mask"])
+        hidden, _ = _forward(backbone, [e.detach() for e in run.embeds[:-1]] + [rows.detach() + r], run.tensors, None)
+        adv_sum = answer_loss(hidden, head, run.tensors, reduction="sum")
         (adv_sum / n_answer * d_loss).backward()
         terms["adversarial"] += adv_sum.item() / n_answer
 
@@ -506,13 +512,37 @@ def forward(model: Model, chunks: List[List[Instruction]], is_train: bool) -> Tu
 
 def _run(backbone, head, embed, chunk: List[Instruction], tensors: Dict[str, torch.Tensor], layer: Optional[int],
          grad: bool, embed_grad: bool) -> _Pass:
-    embeds = embed(tensors["input_ids"]).detach()
-    embeds.requires_grad_(embed_grad)
+    embeds = tuple(embed(tensors[key]).detach().requires_grad_(embed_grad and key == "input_ids")
+                   for key in ("prefix_ids", "input_ids") if key in tensors)
     with torch.set_grad_enabled(grad):
-        out = backbone(inputs_embeds=embeds, attention_mask=tensors["attention_mask"], output_hidden_states=layer is not None)
-        lm_sum = answer_loss(out.last_hidden_state, head, tensors, reduction="sum")
-        reps, types = text_token_reps(out.hidden_states[layer], chunk) if layer is not None else (None, [])
+        hidden, states = _forward(backbone, embeds, tensors, layer)
+        lm_sum = answer_loss(hidden, head, tensors, reduction="sum")
+        offset = tensors["prefix_ids"].shape[1] if "prefix_ids" in tensors else 0
+        reps, types = text_token_reps(states, chunk, offset) if layer is not None else (None, [])
     return _Pass(tensors, embeds, lm_sum, reps, types)
+
+
+def _forward(backbone, embeds: Sequence[torch.Tensor], tensors: Dict[str, torch.Tensor],
+             layer: Optional[int]) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
+    """Last hidden states of every row (after its shared prefix, if any) and, with `layer`, that
+    layer's. A shared prefix (`collate`) runs once, as one row, and its key/value cache is
+    expanded to every row, so its gradient is the sum over the rows, as with whole rows."""
+    mask = tensors["attention_mask"]
+    want = layer is not None
+    if len(embeds) == 1:
+        out = backbone(inputs_embeds=embeds[0], attention_mask=mask, output_hidden_states=want)
+    else:
+        from transformers import DynamicCache
+
+        prefix, rest = embeds
+        n_prefix, rows = prefix.shape[1], rest.shape[0]
+        past = backbone(inputs_embeds=prefix, use_cache=True).past_key_values
+        past = past.to_legacy_cache() if hasattr(past, "to_legacy_cache") else past
+        cache = DynamicCache.from_legacy_cache(tuple((k.expand(rows, -1, -1, -1), v.expand(rows, -1, -1, -1)) for k, v in past))
+        positions = torch.arange(n_prefix, n_prefix + rest.shape[1], device=rest.device)[None].expand(rows, -1)
+        out = backbone(inputs_embeds=rest, attention_mask=torch.cat([mask.new_ones((rows, n_prefix)), mask], dim=1),
+                       position_ids=positions, past_key_values=cache, use_cache=True, output_hidden_states=want)
+    return out.last_hidden_state, (out.hidden_states[layer] if want else None)
 
 
 def _rng_state(device: torch.device) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
@@ -525,24 +555,34 @@ def _set_rng_state(state: Tuple[torch.Tensor, Optional[torch.Tensor]], device: t
         torch.cuda.set_rng_state(state[1], device)
 
 
-def collate(batch: List[Instruction], pad_id: int, device, limit: int, constrained: bool = False) -> Dict[str, torch.Tensor]:
+def collate(batch: List[Instruction], pad_id: int, device, limit: int, constrained: bool = False,
+            share_prefix: bool = False) -> Dict[str, torch.Tensor]:
     """Right-padded ids and attention mask of prompt + answer, the (row, position) pairs whose
     next-token prediction is an answer token, with those targets, and (`constrained`) the
-    (answer token, allowed id) pairs of the decoder's choice sets."""
-    seqs = [inst.input_ids + inst.answer_ids for inst in batch]
-    longest = max(len(s) for s in seqs)
+    (answer token, allowed id) pairs of the decoder's choice sets; `perturb_mask` marks the
+    positions after the instruction prefix (what FGM may move). With `share_prefix`, when every
+    instruction has the same prefix (the chat format's instruction) it is `prefix_ids` (1 x P),
+    run once for all rows, and the rest are the rows from position P on (positions shift by P)."""
+    full = [inst.input_ids + inst.answer_ids for inst in batch]
+    longest = max(len(s) for s in full)
     if longest > limit:
         raise ValueError(
             f"An instruction with its answer needs {longest} tokens, more than the model's window of {limit}; "
             "lower max_new_tokens or use a base model with a longer window."
         )
+    prefix = batch[0].prefix_ids
+    shared = len(prefix) if share_prefix and prefix and all(inst.prefix_ids == prefix for inst in batch) else 0
+    seqs = [seq[shared:] for seq in full]
+    longest = max(len(s) for s in seqs)
     ids = torch.full((len(seqs), longest), pad_id, dtype=torch.long)
     mask = torch.zeros((len(seqs), longest), dtype=torch.long)
+    perturb = torch.zeros((len(seqs), longest), dtype=torch.long)
     rows, cols, targets, choice_rows, choice_ids = [], [], [], [], []
     for r, (inst, seq) in enumerate(zip(batch, seqs)):
         ids[r, : len(seq)] = torch.tensor(seq)
         mask[r, : len(seq)] = 1
-        start = len(inst.input_ids)
+        perturb[r, len(inst.prefix_ids) - shared : len(seq)] = 1
+        start = len(inst.input_ids) - shared
         if constrained and len(inst.answer_allowed) != len(inst.answer_ids):
             raise ValueError("answer_loss='constrained' needs the allowed token sets of every answer token.")
         for k, tok in enumerate(inst.answer_ids):
@@ -553,10 +593,12 @@ def collate(batch: List[Instruction], pad_id: int, device, limit: int, constrain
             cols.append(start + k - 1)
             targets.append(tok)
     out = {
-        "input_ids": ids.to(device), "attention_mask": mask.to(device),
+        "input_ids": ids.to(device), "attention_mask": mask.to(device), "perturb_mask": perturb.to(device),
         "rows": torch.tensor(rows, device=device), "cols": torch.tensor(cols, device=device),
         "targets": torch.tensor(targets, device=device),
     }
+    if shared:
+        out["prefix_ids"] = torch.tensor([prefix], dtype=torch.long, device=device)
     if constrained:
         out["choice_rows"] = torch.tensor(choice_rows, device=device, dtype=torch.long)
         out["choice_ids"] = torch.tensor(choice_ids, device=device, dtype=torch.long)
@@ -575,12 +617,15 @@ def answer_loss(hidden: torch.Tensor, head: torch.nn.Module, tensors: Dict[str, 
     return torch.nn.functional.cross_entropy(logits, tensors["targets"], reduction=reduction)
 
 
-def text_token_reps(hidden: torch.Tensor, batch: List[Instruction]) -> Tuple[torch.Tensor, List[str]]:
-    """Hidden states of every non-whitespace input-text token of each instruction, with its gold
-    entity type ("" for none)."""
+def text_token_reps(hidden: torch.Tensor, batch: List[Instruction], offset: int = 0) -> Tuple[torch.Tensor, List[str]]:
+    """Hidden states of every non-whitespace input-text token of each instruction that has
+    `contrastive` set (once per segment when the text comes before the type), with its gold entity
+    type ("" for none). `hidden` starts at position `offset` of the instructions (a shared prefix)."""
     rows, cols, types = [], [], []
     for r, inst in enumerate(batch):
-        start, _ = inst.text_range
+        if not inst.contrastive:
+            continue
+        start = inst.text_range[0] - offset
         for k, (a, b) in enumerate(inst.segment.offsets):
             if b > a:
                 rows.append(r)

@@ -9,11 +9,14 @@ prefix(type) | <the sentence's own tokens> | suffix | <answer>, in one of two fo
     ### Input:" | sentence | "
     ### Answer:" | answer + eos
 
-- "chat" (tokenizers with a chat template): the instruction and the sentence are the user turn and
-  the answer is the assistant turn, both rendered by the tokenizer's own template::
+- "chat" (tokenizers with a chat template): the instruction, the sentence and the entity type
+  are the user turn and the answer is the assistant turn, both rendered by the tokenizer's own
+  template. The text comes first and the type last, so that the prefix up to the end of the
+  sentence is the same for every type::
 
-    <template up to the user content> "Extract every <label> entity ... Text: " | sentence |
-    <template from the end of the user turn to the assistant content> | answer + <end of turn>
+    <template up to the user content> "Find the entities of one type ... Text: " | sentence |
+    "\nType: <label> (<description>)" <template from the end of the user turn to the assistant
+    content> | answer + <end of turn>
 
   The terminator is the template's first token after an assistant message (``<|im_end|>`` for
   ChatML), so an answer is exactly the assistant turn's content and its closing token.
@@ -21,8 +24,10 @@ prefix(type) | <the sentence's own tokens> | suffix | <answer>, in one of two fo
 "auto" picks "chat" when the tokenizer has a chat template. The answer is `` <<< a >>> <<< b >>>``
 + terminator, or the explicit empty answer `` none`` + terminator. Entity tokens in an answer
 are copied from the tokenized input, never re-tokenized, so that training targets and the
-span-constrained decoder (`decoding.py`) agree exactly. The prefix depends only on the entity
-type, so the decoder computes its key/value cache once per type.
+span-constrained decoder (`decoding.py`) agree exactly. The decoder computes the key/value cache
+of what instructions share once: in the plain format the prefix of each type; in the chat format
+(`PromptBuilder.text_first`) the instruction once and each sentence once for all its types, which
+makes the (sentence-length) prefill per type a few tokens of question instead of the sentence.
 """
 from dataclasses import dataclass, field
 from typing import Dict, FrozenSet, Iterable, List, Optional, Sequence, Tuple
@@ -37,11 +42,11 @@ OPEN_MARK = " <<<"
 CLOSE_MARK = " >>>"
 NONE_MARK = " none"
 CHAT_INSTRUCTION = (
-    "Extract every {label} entity from the text below. Write each one as <<< entity >>>, "
-    "or write none if there is none."
+    "Find the entities of one type in the text below. Write each one as <<< entity >>>, "
+    "or write none if there is none.\nText: "
 )
-CHAT_DEFINITION = " A {label} is {description}."
-CHAT_INPUT_HEADER = "\nText: "
+CHAT_QUESTION = "\nType: {label}"
+CHAT_DEFINITION = " ({description})"
 PROMPT_FORMATS = ("auto", "chat", "plain")
 _SLOT = "\u2063SLOT\u2063"  # invisible separator: never produced by a chat template itself
 
@@ -118,6 +123,9 @@ class Instruction:
     label: str
     prefix_ids: List[int]
     suffix_ids: List[int]
+    #: Whether the contrastive loss reads this instruction's text tokens (once per segment when
+    #: their hidden states do not depend on the type: the chat format puts the type after the text).
+    contrastive: bool = True
     answer_ids: List[int] = field(default_factory=list)
     #: Token ids the span-constrained decoder allows before each answer token (training only).
     answer_allowed: List[List[int]] = field(default_factory=list)
@@ -150,11 +158,10 @@ class PromptBuilder:
         self.descriptions = dict(descriptions)
         self.prompt_format = resolve_prompt_format(tokenizer, prompt_format)
         if self.prompt_format == "chat":
-            self._chat_head, between, after = chat_pieces(tokenizer)
-            self.suffix_ids = self._encode(between)
+            self._chat_head, self._between, after = chat_pieces(tokenizer)
             end = self._encode(after)[0]
         else:
-            self.suffix_ids = self._encode(ANSWER_HEADER)
+            self._answer_header = self._encode(ANSWER_HEADER)
             end = int(tokenizer.eos_token_id)
         self.markers = Markers(
             open=tuple(self._encode(OPEN_MARK)),
@@ -163,19 +170,40 @@ class PromptBuilder:
             end=end,
         )
         self._prefixes: Dict[str, List[int]] = {}
+        self._suffixes: Dict[str, List[int]] = {}
+
+    @property
+    def text_first(self) -> bool:
+        """Whether the prompt is the same for every type up to the end of the text (chat format)."""
+        return self.prompt_format == "chat"
 
     def _encode(self, text: str) -> List[int]:
         return list(self.tokenizer(text, add_special_tokens=False)["input_ids"])
 
+    def suffix_ids(self, label: str) -> List[int]:
+        """Token ids between the text and the answer: in the chat format the question naming
+        `label` (with its description) and the template's turn change; in the plain format the
+        answer header."""
+        if self.prompt_format != "chat":
+            return self._answer_header
+        if label not in self._suffixes:
+            description = self.descriptions.get(label) or label
+            text = CHAT_QUESTION.format(label=label)
+            if description != label:
+                text += CHAT_DEFINITION.format(description=description)
+            self._suffixes[label] = self._encode(text + self._between)
+        return self._suffixes[label]
+
+    def max_suffix_length(self, labels: Iterable[str]) -> int:
+        return max((len(self.suffix_ids(label)) for label in labels), default=0)
+
     def prefix_ids(self, label: str) -> List[int]:
-        """Token ids of the instruction for `label`, up to and including the input header."""
+        """Token ids before the text: the instruction for `label` up to the input header (the
+        same for every label in the chat format)."""
         if label not in self._prefixes:
             description = self.descriptions.get(label) or label
             if self.prompt_format == "chat":
-                text = CHAT_INSTRUCTION.format(label=label)
-                if description != label:
-                    text += CHAT_DEFINITION.format(label=label, description=description)
-                self._prefixes[label] = self._encode(self._chat_head + text + CHAT_INPUT_HEADER)
+                self._prefixes[label] = self._encode(self._chat_head + CHAT_INSTRUCTION)
             else:
                 text = INSTRUCTION.format(label=label)
                 if description != label:
@@ -271,7 +299,7 @@ class PromptBuilder:
 
     def instruction(self, segment: Segment, label: str, gold: Optional[Sequence[Span]] = None) -> Instruction:
         """The instruction for (`segment`, `label`); with `gold` entities also its answer and token types."""
-        inst = Instruction(segment, label, self.prefix_ids(label), self.suffix_ids)
+        inst = Instruction(segment, label, self.prefix_ids(label), self.suffix_ids(label))
         if gold is None:
             return inst
         types = [""] * len(segment.input_ids)
