@@ -98,8 +98,7 @@ def settings_key(args) -> str:
 
 def fewshot_pipeline(args, row: str, labels: List[str]):
     """A blank pipeline with `fewshot_ner` for `labels`; `row` switches a loss term off."""
-    model: Dict[str, Any] = {"base_model": args.base_model,
-                             "lora": {"r": args.lora_r, "alpha": 2 * args.lora_r, "dropout": 0.0}}
+    model: Dict[str, Any] = {"base_model": args.base_model, "lora": {"r": args.lora_r, "alpha": 2 * args.lora_r}}
     if row == "no_contrastive":
         model["contrastive"] = {"weight": 0.0}
     if row == "no_fgm":

@@ -49,8 +49,9 @@ def train_and_score(
         for batch in minibatch(support, size=batch_size):
             losses = nlp.update(batch, sgd=sgd)
             step += 1
-            if log and step % 10 == 0:
-                log(f"step {step}: " + ", ".join(f"{k} {v:.3f}" for k, v in losses.items()))
+            if log and (steps <= 20 or step % 10 == 0):  # LLM updates are slow: show each one
+                log(f"  update {step}/{steps} ({time.perf_counter() - start:.0f}s): "
+                    + ", ".join(f"{k} {v:.3f}" for k, v in losses.items()))
             if step >= steps:
                 break
     train_s = time.perf_counter() - start

@@ -207,8 +207,7 @@ class FewShotNER(TrainablePipe):
         instructions = self.training_instructions(examples)
         if not instructions:
             return losses
-        size = self.cfg["train_batch_size"]
-        chunks = [instructions[b0 : b0 + size] for b0 in range(0, len(instructions), size)]
+        chunks = training_chunks(instructions, self.cfg["train_batch_size"], self.builder.text_first)
         totals, backprop = self.model.begin_update(chunks)
         backprop(1.0)
         if sgd is not None:
@@ -361,6 +360,27 @@ class FewShotNER(TrainablePipe):
         util.from_bytes(bytes_data, deserialize, exclude)
         self._builder = None
         return self
+
+
+def training_chunks(instructions: List[Instruction], size: int, by_segment: bool) -> List[List[Instruction]]:
+    """Consecutive chunks of at most `size` instructions. `by_segment`: a segment's instructions
+    (all its types) stay in one chunk, even one larger than `size`, so that its text is run once
+    for all of them and the chunking changes nothing (the chat format)."""
+    if not by_segment:
+        return [instructions[b0 : b0 + size] for b0 in range(0, len(instructions), size)]
+    groups: List[List[Instruction]] = []
+    for inst in instructions:
+        if groups and groups[-1][0].segment is inst.segment:
+            groups[-1].append(inst)
+        else:
+            groups.append([inst])
+    chunks: List[List[Instruction]] = []
+    for group in groups:
+        if chunks and len(chunks[-1]) + len(group) <= size:
+            chunks[-1].extend(group)
+        else:
+            chunks.append(list(group))
+    return chunks
 
 
 def _saved_cfg(cfg: Dict[str, Any]) -> Dict[str, Any]:

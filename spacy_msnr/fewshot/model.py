@@ -15,8 +15,9 @@ batch (`contrastive.py`). Its backprop runs the backward pass and, when epsilon 
 (`adversarial.py`): a second pass on input embeddings perturbed along the gradient of that total
 loss (LM + weight x contrastive) with respect to them, whose answer-token cross-entropy (mean
 over all answer tokens of the batch) is added. When all instructions of a chunk start with the
-same prefix (the chat format's instruction), that prefix runs once and its key/value cache is
-shared by the rows (`collate`, `_forward`): the loss and gradients are those of whole rows.
+same prefix (the chat format's instruction), that prefix runs once, each segment's text once
+after it, and each instruction's question and answer after its text (`collate`, `_forward`);
+without FGM the loss and gradients are those of whole rows.
 """
 import json
 import math
@@ -83,7 +84,9 @@ def build_lora_instruction_ner_v2(
     adversarial: epsilon (0 disables), relative to the model's embedding scale: every position t
     after the instruction prefix (the text, the question in the chat format, the answer; the
     instruction itself stays as it is, which lets the training pass run a prefix shared by all
-    instructions once) is moved by r_t = epsilon * e * g_t / ||g_t||_2, where e is the mean L2 norm of the
+    instructions once; a text shared by its types' instructions in the chat format is moved
+    once, along the gradient summed over them) is moved by r_t = epsilon * e * g_t / ||g_t||_2,
+    where e is the mean L2 norm of the
     rows of the input-embedding matrix and g_t the loss gradient at t (per-token normalisation, as
     in FreeLB), so epsilon = 0.01 (the default) moves each token embedding by a hundredth of a
     typical embedding's length on any model. Every token moves at once, so this is a strong
@@ -497,12 +500,17 @@ def forward(model: Model, chunks: List[List[Instruction]], is_train: bool) -> Tu
     def _adversarial_step(run: _Pass, d_loss: float) -> None:
         if epsilon <= 0:
             return
-        rows = run.embeds[-1]
-        if model.attrs["fgm"] == "token":  # the instruction before the text stays as it is
-            r = relative_fgm_perturbation(rows.grad, epsilon, run.tensors["perturb_mask"], mean_embedding_norm(embed.weight))
-        else:
-            r = fgm_perturbation(rows.grad, epsilon, run.tensors["attention_mask"])
-        hidden, _ = _forward(backbone, [e.detach() for e in run.embeds[:-1]] + [rows.detach() + r], run.tensors, None)
+        moved = []
+        masks = [movable for key, movable in PARTS if key in run.tensors]
+        for e, movable in zip(run.embeds, masks):
+            if movable is None:  # the instruction before the text stays as it is
+                moved.append(e.detach())
+            elif model.attrs["fgm"] == "token":
+                moved.append(e.detach() + relative_fgm_perturbation(e.grad, epsilon, run.tensors[movable],
+                                                                    mean_embedding_norm(embed.weight)))
+            else:  # v1: whole rows only (collate shares nothing), every position
+                moved.append(e.detach() + fgm_perturbation(e.grad, epsilon, run.tensors["attention_mask"]))
+        hidden, _ = _forward(backbone, moved, run.tensors, None)
         adv_sum = answer_loss(hidden, head, run.tensors, reduction="sum")
         (adv_sum / n_answer * d_loss).backward()
         terms["adversarial"] += adv_sum.item() / n_answer
@@ -510,39 +518,60 @@ def forward(model: Model, chunks: List[List[Instruction]], is_train: bool) -> Tu
     return terms, backprop
 
 
+#: The embedded parts of a chunk in order, and the mask of the positions FGM may move in each
+#: (the instruction prefix, shared by every row, is never moved).
+PARTS = (("prefix_ids", None), ("stem_ids", "stem_mask"), ("input_ids", "perturb_mask"))
+
+
 def _run(backbone, head, embed, chunk: List[Instruction], tensors: Dict[str, torch.Tensor], layer: Optional[int],
          grad: bool, embed_grad: bool) -> _Pass:
-    embeds = tuple(embed(tensors[key]).detach().requires_grad_(embed_grad and key == "input_ids")
-                   for key in ("prefix_ids", "input_ids") if key in tensors)
+    embeds = tuple(embed(tensors[key]).detach().requires_grad_(embed_grad and movable is not None)
+                   for key, movable in PARTS if key in tensors)
     with torch.set_grad_enabled(grad):
         hidden, states = _forward(backbone, embeds, tensors, layer)
         lm_sum = answer_loss(hidden, head, tensors, reduction="sum")
-        offset = tensors["prefix_ids"].shape[1] if "prefix_ids" in tensors else 0
-        reps, types = text_token_reps(states, chunk, offset) if layer is not None else (None, [])
+        if layer is None:
+            reps, types = None, []
+        elif "stem_ids" in tensors:  # the text tokens are in the stems, one per segment
+            reps, types = text_token_reps(states, chunk, tensors["prefix_ids"].shape[1], tensors["row_stem"].tolist())
+        else:
+            reps, types = text_token_reps(states, chunk)
     return _Pass(tensors, embeds, lm_sum, reps, types)
 
 
 def _forward(backbone, embeds: Sequence[torch.Tensor], tensors: Dict[str, torch.Tensor],
              layer: Optional[int]) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
-    """Last hidden states of every row (after its shared prefix, if any) and, with `layer`, that
-    layer's. A shared prefix (`collate`) runs once, as one row, and its key/value cache is
-    expanded to every row, so its gradient is the sum over the rows, as with whole rows."""
+    """Last hidden states of every row's own part and, with `layer`, that layer's hidden states
+    of the text: of the whole rows, or of the stems. With a shared prefix (`collate`), the prefix
+    runs once as one row, each stem (a segment) once after it, and each row (question + answer)
+    after its stem's cache; the caches are expanded / indexed, so gradients add up over the rows
+    that read them, as with whole rows."""
     mask = tensors["attention_mask"]
     want = layer is not None
     if len(embeds) == 1:
         out = backbone(inputs_embeds=embeds[0], attention_mask=mask, output_hidden_states=want)
-    else:
-        from transformers import DynamicCache
+        return out.last_hidden_state, (out.hidden_states[layer] if want else None)
+    from transformers import DynamicCache
 
-        prefix, rest = embeds
-        n_prefix, rows = prefix.shape[1], rest.shape[0]
-        past = backbone(inputs_embeds=prefix, use_cache=True).past_key_values
-        past = past.to_legacy_cache() if hasattr(past, "to_legacy_cache") else past
-        cache = DynamicCache.from_legacy_cache(tuple((k.expand(rows, -1, -1, -1), v.expand(rows, -1, -1, -1)) for k, v in past))
-        positions = torch.arange(n_prefix, n_prefix + rest.shape[1], device=rest.device)[None].expand(rows, -1)
-        out = backbone(inputs_embeds=rest, attention_mask=torch.cat([mask.new_ones((rows, n_prefix)), mask], dim=1),
-                       position_ids=positions, past_key_values=cache, use_cache=True, output_hidden_states=want)
-    return out.last_hidden_state, (out.hidden_states[layer] if want else None)
+    def legacy(cache):
+        return cache.to_legacy_cache() if hasattr(cache, "to_legacy_cache") else cache
+
+    prefix, stems, rest = embeds
+    n_prefix, n_stems, stem_len = prefix.shape[1], stems.shape[0], stems.shape[1]
+    stem_mask, row_stem = tensors["stem_mask"], tensors["row_stem"]
+    device = stems.device
+    past = legacy(backbone(inputs_embeds=prefix, use_cache=True).past_key_values)
+    cache = DynamicCache.from_legacy_cache(tuple((k.expand(n_stems, -1, -1, -1), v.expand(n_stems, -1, -1, -1)) for k, v in past))
+    positions = torch.arange(n_prefix, n_prefix + stem_len, device=device)[None].expand(n_stems, -1)
+    out_s = backbone(inputs_embeds=stems, attention_mask=torch.cat([stem_mask.new_ones((n_stems, n_prefix)), stem_mask], dim=1),
+                     position_ids=positions, past_key_values=cache, use_cache=True, output_hidden_states=want)
+    rows = rest.shape[0]
+    cache = DynamicCache.from_legacy_cache(tuple((k[row_stem], v[row_stem]) for k, v in legacy(out_s.past_key_values)))
+    full_mask = torch.cat([mask.new_ones((rows, n_prefix)), stem_mask[row_stem], mask], dim=1)
+    start = n_prefix + stem_mask.sum(dim=1)[row_stem]
+    positions = start[:, None] + torch.arange(rest.shape[1], device=device)[None]
+    out = backbone(inputs_embeds=rest, attention_mask=full_mask, position_ids=positions, past_key_values=cache, use_cache=True)
+    return out.last_hidden_state, (out_s.hidden_states[layer] if want else None)
 
 
 def _rng_state(device: torch.device) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
@@ -557,12 +586,16 @@ def _set_rng_state(state: Tuple[torch.Tensor, Optional[torch.Tensor]], device: t
 
 def collate(batch: List[Instruction], pad_id: int, device, limit: int, constrained: bool = False,
             share_prefix: bool = False) -> Dict[str, torch.Tensor]:
-    """Right-padded ids and attention mask of prompt + answer, the (row, position) pairs whose
-    next-token prediction is an answer token, with those targets, and (`constrained`) the
-    (answer token, allowed id) pairs of the decoder's choice sets; `perturb_mask` marks the
-    positions after the instruction prefix (what FGM may move). With `share_prefix`, when every
-    instruction has the same prefix (the chat format's instruction) it is `prefix_ids` (1 x P),
-    run once for all rows, and the rest are the rows from position P on (positions shift by P)."""
+    """Right-padded ids and attention mask of the rows, the (row, position) pairs whose next-token
+    prediction is an answer token, with those targets, `perturb_mask` (the positions after the
+    instruction prefix: what FGM may move) and (`constrained`) the (answer token, allowed id) pairs
+    of the decoder's choice sets.
+
+    Whole rows are prompt + answer. With `share_prefix`, when every instruction has the same
+    prefix (the chat format's instruction), the chunk is split in three: `prefix_ids` (1 x P), run
+    once; `stem_ids`/`stem_mask` (one row per segment: its text), run once after the prefix; and
+    the rows (`input_ids`: suffix + answer, the question in the chat format) after their stem
+    (`row_stem`). All of a segment's types then read one pass over its text."""
     full = [inst.input_ids + inst.answer_ids for inst in batch]
     longest = max(len(s) for s in full)
     if longest > limit:
@@ -571,8 +604,14 @@ def collate(batch: List[Instruction], pad_id: int, device, limit: int, constrain
             "lower max_new_tokens or use a base model with a longer window."
         )
     prefix = batch[0].prefix_ids
-    shared = len(prefix) if share_prefix and prefix and all(inst.prefix_ids == prefix for inst in batch) else 0
-    seqs = [seq[shared:] for seq in full]
+    stems: Dict[int, int] = {}
+    if share_prefix and prefix and all(inst.prefix_ids == prefix for inst in batch):
+        for inst in batch:
+            stems.setdefault(id(inst.segment), len(stems))
+        seqs = [inst.suffix_ids + inst.answer_ids for inst in batch]
+        skip = [len(inst.input_ids) - len(inst.suffix_ids) for inst in batch]  # prefix + text
+    else:
+        seqs, skip = full, [0] * len(batch)
     longest = max(len(s) for s in seqs)
     ids = torch.full((len(seqs), longest), pad_id, dtype=torch.long)
     mask = torch.zeros((len(seqs), longest), dtype=torch.long)
@@ -581,8 +620,8 @@ def collate(batch: List[Instruction], pad_id: int, device, limit: int, constrain
     for r, (inst, seq) in enumerate(zip(batch, seqs)):
         ids[r, : len(seq)] = torch.tensor(seq)
         mask[r, : len(seq)] = 1
-        perturb[r, len(inst.prefix_ids) - shared : len(seq)] = 1
-        start = len(inst.input_ids) - shared
+        perturb[r, max(0, len(inst.prefix_ids) - skip[r]) : len(seq)] = 1
+        start = len(inst.input_ids) - skip[r]
         if constrained and len(inst.answer_allowed) != len(inst.answer_ids):
             raise ValueError("answer_loss='constrained' needs the allowed token sets of every answer token.")
         for k, tok in enumerate(inst.answer_ids):
@@ -597,8 +636,17 @@ def collate(batch: List[Instruction], pad_id: int, device, limit: int, constrain
         "rows": torch.tensor(rows, device=device), "cols": torch.tensor(cols, device=device),
         "targets": torch.tensor(targets, device=device),
     }
-    if shared:
+    if stems:
+        texts = {stems[id(inst.segment)]: inst.segment.input_ids for inst in batch}
+        stem_len = max(len(t) for t in texts.values())
+        stem_ids = torch.full((len(stems), stem_len), pad_id, dtype=torch.long)
+        stem_mask = torch.zeros((len(stems), stem_len), dtype=torch.long)
+        for k, text in texts.items():
+            stem_ids[k, : len(text)] = torch.tensor(text)
+            stem_mask[k, : len(text)] = 1
         out["prefix_ids"] = torch.tensor([prefix], dtype=torch.long, device=device)
+        out["stem_ids"], out["stem_mask"] = stem_ids.to(device), stem_mask.to(device)
+        out["row_stem"] = torch.tensor([stems[id(inst.segment)] for inst in batch], dtype=torch.long, device=device)
     if constrained:
         out["choice_rows"] = torch.tensor(choice_rows, device=device, dtype=torch.long)
         out["choice_ids"] = torch.tensor(choice_ids, device=device, dtype=torch.long)
@@ -617,15 +665,18 @@ def answer_loss(hidden: torch.Tensor, head: torch.nn.Module, tensors: Dict[str, 
     return torch.nn.functional.cross_entropy(logits, tensors["targets"], reduction=reduction)
 
 
-def text_token_reps(hidden: torch.Tensor, batch: List[Instruction], offset: int = 0) -> Tuple[torch.Tensor, List[str]]:
+def text_token_reps(hidden: torch.Tensor, batch: List[Instruction], offset: int = 0,
+                    row_of: Optional[List[int]] = None) -> Tuple[torch.Tensor, List[str]]:
     """Hidden states of every non-whitespace input-text token of each instruction that has
     `contrastive` set (once per segment when the text comes before the type), with its gold entity
-    type ("" for none). `hidden` starts at position `offset` of the instructions (a shared prefix)."""
+    type ("" for none). `hidden` starts at position `offset` of the instructions, and instruction
+    r's states are row `row_of[r]` of it (default r): the stems of `collate`."""
     rows, cols, types = [], [], []
     for r, inst in enumerate(batch):
         if not inst.contrastive:
             continue
         start = inst.text_range[0] - offset
+        r = row_of[r] if row_of is not None else r
         for k, (a, b) in enumerate(inst.segment.offsets):
             if b > a:
                 rows.append(r)
