@@ -6,6 +6,8 @@ from typing import Callable, List
 
 import pytest
 
+import util  # tests/util.py
+
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
@@ -61,6 +63,21 @@ def tiny_model_dir(tiny_tokenizer, tmp_path_factory) -> Callable:
         return cache[family]
 
     return make
+
+
+@pytest.fixture(scope="session")
+def tiny_chat_model_dir(tiny_model_dir, tmp_path_factory) -> Path:
+    """The tiny Llama with a chat template in its tokenizer (the chat prompt format)."""
+    import shutil
+
+    from transformers import AutoTokenizer
+
+    path = tmp_path_factory.mktemp("tiny-chat-llama") / "model"
+    shutil.copytree(tiny_model_dir("llama"), path)
+    tok = AutoTokenizer.from_pretrained(str(path))
+    tok.chat_template = util.CHAT_TEMPLATE
+    tok.save_pretrained(str(path))
+    return path
 
 
 @pytest.fixture(scope="module")

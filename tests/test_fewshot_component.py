@@ -102,25 +102,13 @@ def test_default_config_overfits_five_sentences(tiny_model_dir):
     assert [(e.text, e.label_) for e in doc.ents] == [("Obama", "PER"), ("London", "LOC")]
 
 
-def test_chat_format_reads_each_text_once_for_the_contrastive_loss(tiny_model_dir, tmp_path):
+def test_chat_format_reads_each_text_once_for_the_contrastive_loss(tiny_chat_model_dir):
     """In the chat format the type comes after the text, so a text token's hidden states are the
     same in every type's instruction (causal attention): InfoNCE reads them from one instruction
     per segment instead of n_types identical copies."""
-    import shutil
-
-    from transformers import AutoTokenizer
-
     from spacy_msnr.fewshot.model import split_causal_lm, text_token_reps
 
-    model_dir = tmp_path / "chat-llama"
-    shutil.copytree(tiny_model_dir("llama"), model_dir)
-    tok = AutoTokenizer.from_pretrained(str(model_dir))
-    tok.chat_template = (
-        "{% for message in messages %}{{ '<s>' + message['role'] + '\\n' + message['content'] + '</s>\\n' }}{% endfor %}"
-        "{% if add_generation_prompt %}{{ '<s>assistant\\n' }}{% endif %}"
-    )
-    tok.save_pretrained(str(model_dir))
-    nlp = make_nlp(model_dir)
+    nlp = make_nlp(tiny_chat_model_dir)
     examples = make_examples(nlp)
     nlp.initialize(lambda: examples)
     ner = nlp.get_pipe("fewshot_ner")

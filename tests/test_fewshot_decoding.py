@@ -8,6 +8,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from spacy.tokens import Doc, Span
 
+import util  # tests/util.py
 from spacy_msnr.fewshot.decoding import SpanConstraint, allowed_logits, generate, repeated_mentions, resolve_overlaps
 from spacy_msnr.fewshot.prompts import PromptBuilder
 
@@ -116,11 +117,6 @@ CHATML = (
     "{% for message in messages %}{{ '<|im_start|>' + message['role'] + '\n' + message['content'] + "
     "'<|im_end|>' + '\n' }}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
 )
-#: A chat template made of tokens the tiny models already have (their bos/eos), to run them on.
-CHAT_S = (
-    "{% for message in messages %}{{ '<s>' + message['role'] + '\n' + message['content'] + '</s>\n' }}{% endfor %}"
-    "{% if add_generation_prompt %}{{ '<s>assistant\n' }}{% endif %}"
-)
 
 
 def _lora_shim(model_dir, chat: bool):
@@ -133,7 +129,7 @@ def _lora_shim(model_dir, chat: bool):
             if "lora_B" in name:
                 p.normal_(0, 0.5)
     if chat:
-        shim.tokenizer.chat_template = CHAT_S
+        shim.tokenizer.chat_template = util.CHAT_TEMPLATE
     return shim
 
 

@@ -117,28 +117,16 @@ def _loss_and_grads(nlp, examples, chunk):
 
 
 @pytest.mark.parametrize("epsilon", [0.0, 0.1])
-def test_shared_prefix_changes_neither_loss_nor_gradient(tiny_model_dir, tmp_path, monkeypatch, epsilon):
+def test_shared_prefix_changes_neither_loss_nor_gradient(tiny_chat_model_dir, monkeypatch, epsilon):
     """In the chat format every instruction starts with the same instruction text and a segment's
     types share its text: the training pass runs the instruction once per chunk and each text once
     (caches expanded / indexed to the rows). Chunks hold whole segments, so any chunk size gives
     the same loss and gradients; without FGM they are those of whole rows."""
-    import shutil
-
-    from transformers import AutoTokenizer
-
     from spacy_msnr.fewshot import model as model_module
 
-    model_dir = tmp_path / "chat-llama"
-    shutil.copytree(tiny_model_dir("llama"), model_dir)
-    tok = AutoTokenizer.from_pretrained(str(model_dir))
-    tok.chat_template = (
-        "{% for message in messages %}{{ '<s>' + message['role'] + '\\n' + message['content'] + '</s>\\n' }}{% endfor %}"
-        "{% if add_generation_prompt %}{{ '<s>assistant\\n' }}{% endif %}"
-    )
-    tok.save_pretrained(str(model_dir))
     nlp = spacy.blank("en")
     nlp.add_pipe("fewshot_ner", config={"model": {
-        "base_model": str(model_dir), "lora": {"r": 4, "alpha": 8, "dropout": 0.0},
+        "base_model": str(tiny_chat_model_dir), "lora": {"r": 4, "alpha": 8, "dropout": 0.0},
         "contrastive": {"layer": 0.5, "temperature": 0.1, "weight": 0.5}, "adversarial": {"epsilon": epsilon}}})
     examples = make_examples(nlp, SENTS + [("Merkel met Macron in Paris .", [(0, 1, "PER"), (2, 3, "PER"), (4, 5, "LOC")])])
     nlp.initialize(lambda: examples)

@@ -18,3 +18,10 @@ def make_examples(nlp: Language, data: Sequence[Annotated]) -> List[Example]:
         ref.ents = [Span(ref, s, e, label=label) for s, e, label in ents]
         out.append(Example(Doc(nlp.vocab, words=words), ref))
     return out
+
+
+#: A chat template made of tokens the tiny causal models already have (their bos/eos).
+CHAT_TEMPLATE = (
+    "{% for message in messages %}{{ '<s>' + message['role'] + '\\n' + message['content'] + '</s>\\n' }}{% endfor %}"
+    "{% if add_generation_prompt %}{{ '<s>assistant\\n' }}{% endif %}"
+)
