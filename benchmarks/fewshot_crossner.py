@@ -91,8 +91,16 @@ def docbin(domain: str, split: str, vocab) -> List:
     return load_docs(path, vocab)
 
 
-def settings_key(args) -> str:
-    keyed = {k: getattr(args, k) for k in KEYED}
+#: Rows that do not train fewshot_ner depend on fewer settings: their cells are shared by every
+#: run whose settings agree on these (benchmarks/work/fewshot_crossner/rows/<row>/<key>/).
+ROW_KEYED = {
+    "zero_shot": ("base_model", "n_way", "query_limit", "max_new_tokens", "prompt_format", "seed"),
+    "spacy_ner": ("n_way", "query_limit", "ner_steps", "seed"),
+}
+
+
+def settings_key(args, names=KEYED) -> str:
+    keyed = {k: getattr(args, k) for k in names}
     return hashlib.sha1(json.dumps(keyed, sort_keys=True).encode()).hexdigest()[:10]
 
 
@@ -187,10 +195,18 @@ def run(args) -> None:
             for i, ep in enumerate(episodes):
                 for row in args.rows:
                     path = cells / f"{target}-k{k}-ep{i}-{row}.json"
+                    shared = WORK / "rows" / row / settings_key(args, ROW_KEYED[row]) / path.name if row in ROW_KEYED else None
                     if path.exists():
+                        continue
+                    if shared is not None and shared.exists():
+                        atomic_write_bytes(path, shared.read_bytes())
+                        write_results(args, cells)
                         continue
                     result = run_cell(args, row, ep, args.seed + i)
                     atomic_write_bytes(path, json.dumps(result, indent=2).encode())
+                    if shared is not None:
+                        shared.parent.mkdir(parents=True, exist_ok=True)
+                        atomic_write_bytes(shared, path.read_bytes())
                     print(f"{target} K={k} episode {i} {row}: F1 {100 * result['f']:.2f} (P {100 * result['p']:.2f}, "
                           f"R {100 * result['r']:.2f}), {result['support']} support, {result['updates']} updates in "
                           f"{result['train_s']:.0f}s ({result['s_per_update']:.1f} s/update, {result['cpu_s_per_update']:.1f} CPU "
