@@ -234,8 +234,8 @@ def generate(
     `SpanConstraint`. The first `shared` tokens of every job's prefix are the same, and their
     cache is computed once for all jobs. Batches of `batch_size` prompts (from one or several
     jobs: each row reads its own job's cache, left-padded) decode together, each stopping at its
-    terminator; on a CPU a decoding step costs about the same for 5 rows as for 30, because it
-    reads every weight once."""
+    terminator (SmolLM2 on one CPU thread, 10 sentences x 7 types: 28.7 CPU s in batches of 7,
+    one sentence each, 20.4 s in batches of 64)."""
     from .model import split_causal_lm
 
     backbone, head = split_causal_lm(peft_model)
@@ -288,11 +288,12 @@ def _batch_cache(row_jobs: List[int], caches: Dict[int, Optional[tuple]], device
     if n_prefix == 0:
         return DynamicCache(), mask
     where = torch.tensor([jobs.index(j) for j in row_jobs], device=device)
+    some = next(caches[j] for j in jobs if lens[j])
     layers = []
-    for layer in range(len(next(caches[j] for j in jobs if caches[j] is not None))):
+    for layer in range(len(some)):
         pair = []
         for part in (0, 1):
-            ref = next(caches[j][layer][part] for j in jobs if caches[j] is not None)
+            ref = some[layer][part]
             if len(jobs) == 1:
                 pair.append(ref.expand(len(row_jobs), -1, -1, -1))
                 continue

@@ -464,6 +464,7 @@ def forward(model: Model, chunks: List[List[Instruction]], is_train: bool) -> Tu
     backbone, head = split_causal_lm(lm)
     embed = backbone.get_input_embeddings()
     keep_graph = is_train and len(chunks) == 1
+    scale = mean_embedding_norm(embed.weight) if is_train and epsilon > 0 else 0.0  # FGM's unit, once an update
     states, passes = [], []
     for chunk, tensors in zip(chunks, all_tensors):
         states.append(_rng_state(device))
@@ -506,8 +507,7 @@ def forward(model: Model, chunks: List[List[Instruction]], is_train: bool) -> Tu
             if movable is None:  # the instruction before the text stays as it is
                 moved.append(e.detach())
             elif model.attrs["fgm"] == "token":
-                moved.append(e.detach() + relative_fgm_perturbation(e.grad, epsilon, run.tensors[movable],
-                                                                    mean_embedding_norm(embed.weight)))
+                moved.append(e.detach() + relative_fgm_perturbation(e.grad, epsilon, run.tensors[movable], scale))
             else:  # v1: whole rows only (collate shares nothing), every position
                 moved.append(e.detach() + fgm_perturbation(e.grad, epsilon, run.tensors["attention_mask"]))
         hidden, _ = _forward(backbone, moved, run.tensors, None)
