@@ -308,9 +308,14 @@ def main() -> None:
     base_note = ""
     if base_info.exists():
         info = json.loads(base_info.read_text())
-        base_note = (f"({info.get('num_layers')}x{info.get('hidden_size')} {info.get('family')}, {info.get('parameters', 0):,} params, "
-                     f"{info.get('objective', 'mlm')} loss {info.get('initial_loss')} -> {info.get('final_loss')} after {info.get('steps')} steps "
-                     f"on {info.get('train_tokens', 0):,} tokens)")
+        if "head_warmup" in info:  # a pretrained encoder given a new MLM head (`base --use-model`)
+            warm = info["head_warmup"]
+            base_note = (f"({info.get('source')}, {info.get('parameters', 0):,} params; new MLM head warmed up alone for "
+                         f"{warm['steps']} steps: held-out MLM loss {warm['mlm_loss_before']} -> {warm['mlm_loss_after']})")
+        else:
+            base_note = (f"({info.get('num_layers')}x{info.get('hidden_size')} {info.get('family')}, {info.get('parameters', 0):,} params, "
+                         f"{info.get('objective', 'mlm')} loss {info.get('initial_loss')} -> {info.get('final_loss')} after {info.get('steps')} steps "
+                         f"on {info.get('train_tokens', 0):,} tokens)")
         print(f"base: {base} {base_note}", flush=True)
     budget = (f"{base_tag(base)}-a{args.adapt_steps}x{args.adapt_batch}-lr{args.adapt_lr}-n{args.ner_steps}"
               + (f"-nlr{args.ner_lr:g}" if args.ner_lr != 3e-4 else "")
