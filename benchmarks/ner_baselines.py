@@ -7,7 +7,7 @@ training/mslm). Prints test P/R/F1, training minutes and inference words/second 
 the full pipeline, tokenizer included) and writes the table to
 benchmarks/results/ner_baselines.{json,md}.
 
-    python benchmarks/ner_baselines.py --trf-steps 250 --trf-lr 3e-4 --adapted training/mslm
+    python benchmarks/ner_baselines.py --trf-steps 300 --trf-lr 3e-4 --adapted training/mslm
 """
 import json
 import time
@@ -47,7 +47,7 @@ def main(
     adapted: str = typer.Option("", help="An MSLM-adapted model directory for a third row (e.g. training/mslm)"),
     base_seconds: float = typer.Option(150, help="Pretraining budget of the local base"),
     cnn_steps: int = typer.Option(0, help="Max steps for the CNN (0: until early stopping)"),
-    trf_steps: int = typer.Option(250, help="Max steps for the transformer pipelines"),
+    trf_steps: int = typer.Option(300, help="Max steps for the transformer pipelines"),
     trf_lr: float = typer.Option(3e-4, help="Peak learning rate of the transformer pipelines"),
 ) -> None:
     work.mkdir(parents=True, exist_ok=True)
