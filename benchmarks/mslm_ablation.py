@@ -60,13 +60,34 @@ METRIC_NAMES = {"f1": "F1", "term_prob": "term p", "term_acc": "term top-1", "ge
 DIGITS = {"f1": 2, "term_prob": 3, "term_acc": 2, "generic_acc": 2}
 
 
-def run(cmd: List[str], log: Path) -> None:
-    """Run a command, its output to `log`; raise with the log's tail if it fails."""
+def run(cmd: List[str], log: Path, timeout: Optional[float] = None) -> bool:
+    """Run a command, its output to `log`; raise with the log's tail if it fails. Returns False
+    when it was stopped after `timeout` seconds."""
     with log.open("w", encoding="utf8") as f:
-        result = subprocess.run(cmd, stdout=f, stderr=subprocess.STDOUT, cwd=ROOT, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+        try:
+            result = subprocess.run(cmd, stdout=f, stderr=subprocess.STDOUT, cwd=ROOT, env={**os.environ, "HF_HUB_OFFLINE": "1"},
+                                    timeout=timeout)
+        except subprocess.TimeoutExpired:
+            return False
     if result.returncode:
         tail = "".join(log.read_text(encoding="utf8").splitlines(True)[-25:])
         raise RuntimeError(f"{' '.join(cmd[:4])} ... failed (log {log}):\n{tail}")
+    return True
+
+
+def trained_steps(log: Path) -> Dict[str, int]:
+    """The last step and the best-scoring step in a `spacy train` log (its console table)."""
+    rows = []
+    for line in log.read_text(encoding="utf8").splitlines():
+        parts = line.split()
+        if len(parts) >= 3 and parts[0].isdigit() and parts[1].isdigit():
+            try:
+                rows.append((int(parts[1]), float(parts[-1])))
+            except ValueError:
+                continue
+    if not rows:
+        return {"steps": 0, "best_step": 0}
+    return {"steps": rows[-1][0], "best_step": max(rows, key=lambda r: r[1])[0]}
 
 
 def make_corpus(work: Path, dataset: str, train_limit: int, test_limit: int) -> Path:
@@ -189,13 +210,20 @@ def ner(work: Path, model_dir: Optional[Path], corpus: Path, tag: str, seed: int
                 "--paths.base_model", str(model_dir), "--training.optimizer.learn_rate.warmup_steps", str(max(1, args.ner_steps // 10)),
                 "--training.optimizer.learn_rate.initial_rate", str(args.ner_lr)]
         log = work / "logs" / tag.replace("/", "_")
-        run(cmd, log.with_name(f"ner-{log.name}.log"))
+        train_log = log.with_name(f"ner-{log.name}.log")
+        finished = run(cmd, train_log, timeout=args.ner_seconds or None)
+        if not finished and not (out / "model-best").exists():
+            raise RuntimeError(f"NER training stopped at --ner-seconds {args.ner_seconds} before its first evaluation (log {train_log})")
         run([sys.executable, "-m", "spacy", "evaluate", str(out / "model-best"), str(corpus / "test.spacy"),
              "--output", str(metrics), "--gpu-id", str(args.gpu_id)], log.with_name(f"eval-{log.name}.log"))
+        steps = trained_steps(train_log)
+        scores = json.loads(metrics.read_text())
+        atomic_write_bytes(metrics, json.dumps({**scores, **steps, "stopped_at_time_limit": not finished}).encode("utf8"))
         for sub in ("model-best", "model-last"):  # keep the scores, not 5 x seeds copies of the weights
             shutil.rmtree(out / sub, ignore_errors=True)
     scores = json.loads(metrics.read_text())
-    return {"p": 100 * scores["ents_p"], "r": 100 * scores["ents_r"], "f1": 100 * scores["ents_f"]}
+    return {"p": 100 * scores["ents_p"], "r": 100 * scores["ents_r"], "f1": 100 * scores["ents_f"],
+            "steps": scores.get("steps"), "best_step": scores.get("best_step"), "capped": scores.get("stopped_at_time_limit")}
 
 
 def _cell(results: Dict[str, dict], dataset: str, method: str, seed: int, metric: str) -> float:
@@ -289,6 +317,9 @@ def main() -> None:
     parser.add_argument("--adapt-lr", type=float, default=1e-4)
     parser.add_argument("--ner-steps", type=int, default=100)
     parser.add_argument("--ner-lr", type=float, default=3e-4, help="peak learning rate of the transformer+ner runs")
+    parser.add_argument("--ner-seconds", type=float, default=0,
+                        help="wall-clock cap of each NER training (0: none); a capped run is scored at its best evaluation so far "
+                             "and the steps it reached are kept with its scores")
     parser.add_argument("--train-limit", type=int, default=500, help="training sentences (0: all)")
     parser.add_argument("--test-limit", type=int, default=300, help="dev and test sentences (0: all)")
     parser.add_argument("--gpu-id", type=int, default=-1)
@@ -319,6 +350,7 @@ def main() -> None:
         print(f"base: {base} {base_note}", flush=True)
     budget = (f"{base_tag(base)}-a{args.adapt_steps}x{args.adapt_batch}-lr{args.adapt_lr}-n{args.ner_steps}"
               + (f"-nlr{args.ner_lr:g}" if args.ner_lr != 3e-4 else "")
+              + (f"-ns{args.ner_seconds:g}" if args.ner_seconds else "")
               + f"-t{args.train_limit}-e{args.test_limit}")
     # One results file a dataset, so runs on different datasets can go side by side (one per core).
     stores = {d: work / f"results-{budget}-{d}.json" for d in args.datasets}
@@ -338,7 +370,7 @@ def main() -> None:
                 scores = ner(work, model_dir, corpus, f"{budget}/{corpus.name}-{method}-s{seed}", seed, args)
                 results[key] = {"ner": scores, "sens": sens}
                 save(results, dataset, stores[dataset])
-                print(f"{key}: F1 {scores['f1']:.2f} | term acc {100 * sens['term_acc']:.2f} | term prob {100 * sens['term_prob']:.3f}"
+                print(f"{key}: F1 {scores['f1']:.2f} (NER step {scores['steps']}, best {scores['best_step']}) | term acc {100 * sens['term_acc']:.2f} | term prob {100 * sens['term_prob']:.3f}"
                       f" | generic acc {100 * sens['generic_acc']:.2f}", flush=True)
             key = f"{dataset}/{PEER}/{seed}"
             if not args.no_peer and key not in results:
@@ -352,7 +384,9 @@ def main() -> None:
     text = table(summarise(results, args.datasets, args.seeds), header=header, divider=True)
     note = (f"\nmean ± std over seeds {args.seeds} (n = seeds finished), in %; 'mslm - X' rows: per-seed differences (same NER seed, same test masks)."
             f"\nbudget: adapt {args.adapt_steps} steps x {args.adapt_batch} wordpieces (lr {args.adapt_lr}), NER {args.ner_steps} steps (lr {args.ner_lr}), "
-            f"{args.train_limit or 'all'} train / {args.test_limit or 'all'} dev+test sentences\nbase: {base} {base_note}\n")
+            f"{args.train_limit or 'all'} train / {args.test_limit or 'all'} dev+test sentences"
+            + (f", NER capped at {args.ner_seconds:g} s a run (scored at its best evaluation; steps reached in the results JSON)" if args.ner_seconds else "")
+            + f"\nbase: {base} {base_note}\n")
     print(text + note)
     (args.results / f"mslm_ablation-{budget}.md").write_text(text + note, encoding="utf8")
     try:

@@ -1,0 +1,137 @@
+"""Speed and memory of `fewshot_ner` at a real model's shape, with random weights (for a GPU).
+
+    python benchmarks/fewshot_shapes.py --tokenizer assets/models/smollm2-135m-instruct \
+        --shapes smollm2 1b --gpu-id 0 --steps 5 --query-limit 50 --out results-dir
+
+Builds a random `LlamaForCausalLM` of each shape (SmolLM2-135M's own config, or a Llama of about
+1.2 B parameters with SmolLM2's vocabulary), saves it with the given tokenizer, and runs one
+5-way K-shot CrossNER episode of the full method on it (`benchmarks/fewshot_crossner.py`'s
+`train`/`score`): seconds per update, query sentences/s, peak GPU memory
+(`torch.cuda.max_memory_allocated`) and peak RSS. Random weights decode to the token limit for
+every (sentence, type), so the query rate is a lower bound and F1 means nothing. On a GPU,
+fewshot_ner's dtype "auto" is bfloat16. Writes fewshot_shapes.{json,md} to --out.
+"""
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any, Dict, List, Optional
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+#: Config changes to SmolLM2-135M's config.json for each shape ("tiny" is for tests on a CPU).
+SHAPES: Dict[str, Dict[str, int]] = {
+    "smollm2": {},
+    "1b": {"hidden_size": 2048, "num_hidden_layers": 16, "num_attention_heads": 32, "num_key_value_heads": 8,
+           "intermediate_size": 8192, "head_dim": 64},
+    "tiny": {"hidden_size": 64, "num_hidden_layers": 2, "num_attention_heads": 4, "num_key_value_heads": 2,
+             "intermediate_size": 128, "head_dim": 16},
+}
+
+
+def build(tokenizer_dir: Path, shape: str, out: Path) -> int:
+    """Save a random Llama of `shape` with the tokenizer of `tokenizer_dir` at `out`; its parameter count."""
+    import shutil
+
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    config = json.loads((tokenizer_dir / "config.json").read_text())
+    config.update(SHAPES[shape])
+    config["torch_dtype"] = "float32"
+    torch.manual_seed(0)
+    cuda = torch.cuda.is_available()
+    with torch.device("cuda" if cuda else "cpu"):  # a 1 B init is slow on a CPU core
+        model = LlamaForCausalLM(LlamaConfig(**config))
+    if cuda:  # what fewshot_ner's dtype "auto" loads on a GPU anyway; half the bytes to write and read
+        model.to(torch.bfloat16)
+    model.save_pretrained(out, safe_serialization=True)
+    for name in ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "chat_template.jinja",
+                 "generation_config.json"):
+        if (tokenizer_dir / name).exists():
+            shutil.copy(tokenizer_dir / name, out / name)
+    params = sum(p.numel() for p in model.parameters())
+    del model
+    return params
+
+
+def measure(args, shape: str, work: Path) -> Dict[str, Any]:
+    import spacy
+    import torch
+    from spacy.training import Example
+
+    from fewshot_crossner import docbin, fewshot_pipeline, score, train
+    from spacy_msnr.cli.fewshot_eval import query_sample
+    from spacy_msnr.corpus.episodes import label_counts, sample_episodes
+
+    folder = work / f"random-{shape}"
+    start = time.perf_counter()
+    params = build(args.tokenizer, shape, folder)
+    build_s = time.perf_counter() - start
+    vocab = spacy.blank("en").vocab
+    train_docs = docbin(args.target, "train", vocab)
+    query = query_sample(docbin(args.target, "test", vocab), args.query_limit, 0)
+    types = sorted(t for t, n in label_counts(train_docs).items() if n >= 2 * args.k_shot)
+    episode = sample_episodes(train_docs, query, min(5, len(types)), args.k_shot, 1, seed=0, labels=types)[0]
+    args.base_model = str(folder)
+    nlp = fewshot_pipeline(args, "full", episode.labels)
+    support = [Example(nlp.make_doc(d.text), d) for d in episode.support]
+    if torch.cuda.is_available():
+        torch.cuda.reset_peak_memory_stats()
+    trained = train(nlp, support, args.steps, args.lr, args.batch_size, 0)
+    train_mem = torch.cuda.max_memory_allocated() / 2**20 if torch.cuda.is_available() else 0.0
+    scored = score(nlp, episode.query)
+    pipe = nlp.get_pipe("fewshot_ner")
+    dtype = str(next(pipe.model.shims[0]._model.parameters()).dtype)
+    return {"shape": shape, "parameters": params, "dtype": dtype, "build_s": round(build_s, 1),
+            "support": len(support), "query": len(episode.query), "updates": args.steps, **trained, **scored,
+            "peak_gpu_mib_train": round(train_mem),
+            "peak_gpu_mib": round(torch.cuda.max_memory_allocated() / 2**20) if torch.cuda.is_available() else 0}
+
+
+def main(argv: Optional[List[str]] = None) -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--tokenizer", type=Path, required=True, help="folder with SmolLM2's config.json and tokenizer")
+    p.add_argument("--shapes", nargs="+", default=["smollm2", "1b"], choices=list(SHAPES))
+    p.add_argument("--target", default="politics")
+    p.add_argument("--k-shot", type=int, default=5)
+    p.add_argument("--steps", type=int, default=5)
+    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--train-chunk", type=int, default=8)
+    p.add_argument("--query-limit", type=int, default=50)
+    p.add_argument("--lr", type=float, default=0.001)
+    p.add_argument("--lora-r", type=int, default=16)
+    p.add_argument("--max-new-tokens", type=int, default=48)
+    p.add_argument("--gpu-id", type=int, default=-1)
+    p.add_argument("--work", type=Path, default=Path("/tmp/fewshot_shapes"))
+    p.add_argument("--out", type=Path, required=True)
+    p.set_defaults(describe=False)  # fewshot_crossner's label descriptions: off (F1 is not measured here)
+    args = p.parse_args(argv)
+    if args.gpu_id >= 0:
+        import spacy
+
+        spacy.require_gpu(args.gpu_id)
+    args.out.mkdir(parents=True, exist_ok=True)
+    results = []
+    for shape in args.shapes:
+        results.append(measure(args, shape, args.work))
+        r = results[-1]
+        print(f"{shape}: {r['parameters'] / 1e6:.0f} M params ({r['dtype']}), {r['updates']} updates of "
+              f"{args.batch_size} of {r['support']} support sentences: {r['s_per_update']:.2f} s/update; "
+              f"{r['query']} query sentences at {r['sents_per_s']:.2f}/s; peak GPU {r['peak_gpu_mib']} MiB "
+              f"(training {r['peak_gpu_mib_train']}), peak RSS {r['peak_mib']:.0f} MiB", flush=True)
+        (args.out / "fewshot_shapes.json").write_text(json.dumps(results, indent=1))
+    table = ["| shape | params | dtype | s/update | query sents/s | peak GPU MiB (train) | peak RSS MiB |",
+             "|---|---|---|---|---|---|---|"]
+    table += [f"| {r['shape']} | {r['parameters'] / 1e6:.0f} M | {r['dtype']} | {r['s_per_update']:.2f} | "
+              f"{r['sents_per_s']:.2f} | {r['peak_gpu_mib']} ({r['peak_gpu_mib_train']}) | {r['peak_mib']:.0f} |"
+              for r in results]
+    (args.out / "fewshot_shapes.md").write_text("\n".join(table) + "\n")
+    print("\n".join(table))
+
+
+if __name__ == "__main__":
+    main()
