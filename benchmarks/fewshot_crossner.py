@@ -45,9 +45,29 @@ WORK = ROOT / "benchmarks" / "work" / "fewshot_crossner"
 RESULTS = ROOT / "benchmarks" / "results"
 DEFAULT_BASE = ROOT / "assets" / "models" / "smollm2-135m-instruct"
 ROWS = ("full", "no_contrastive", "no_fgm", "zero_shot", "spacy_ner")
+#: Short definitions of the CrossNER types (after the CrossNER annotation guidelines), given to
+#: fewshot_ner as label descriptions with --describe; types without one are described by their name.
+DESCRIPTIONS = {
+    "politician": "a person who holds or seeks political office", "politicalparty": "a political party",
+    "election": "an election or referendum", "country": "a country or state",
+    "location": "a place that is not a country, such as a city, region or building",
+    "organisation": "an organisation that is not a political party, university or conference, such as a government body or company",
+    "person": "a person who is not a politician, scientist or researcher",
+    "event": "a named event that is not an election, such as a war, summit or disaster",
+    "misc": "another named thing, such as a nationality, ideology, law, document or title",
+    "scientist": "a scientist", "award": "a prize or award", "university": "a university or college",
+    "astronomicalobject": "a star, planet, galaxy or other astronomical object", "chemicalcompound": "a chemical compound",
+    "chemicalelement": "a chemical element", "protein": "a protein", "enzyme": "an enzyme",
+    "academicjournal": "an academic journal", "discipline": "a scientific discipline", "theory": "a scientific theory or law",
+    "algorithm": "an algorithm, model or method", "task": "a task or problem that programs solve",
+    "product": "a software or hardware product", "researcher": "a researcher", "conference": "a conference or workshop",
+    "field": "a field of research", "metrics": "an evaluation metric", "programlang": "a programming language",
+}
 #: Settings that change a cell's result (the cache key); the others only select what to run.
 KEYED = ("base_model", "n_way", "query_limit", "steps", "batch_size", "train_chunk", "lr", "lora_r", "max_new_tokens",
-         "prompt_format", "ner_steps", "seed")
+         "prompt_format", "ner_steps", "seed", "describe", "negative_rate")
+#: Settings added after cells were cached: left out of the key at these values, so those cells stay valid.
+LATER_DEFAULTS = {"describe": False, "negative_rate": 1.0}
 
 
 class PeakRSS:
@@ -94,13 +114,13 @@ def docbin(domain: str, split: str, vocab) -> List:
 #: Rows that do not train fewshot_ner depend on fewer settings: their cells are shared by every
 #: run whose settings agree on these (benchmarks/work/fewshot_crossner/rows/<row>/<key>/).
 ROW_KEYED = {
-    "zero_shot": ("base_model", "n_way", "query_limit", "max_new_tokens", "prompt_format", "seed"),
+    "zero_shot": ("base_model", "n_way", "query_limit", "max_new_tokens", "prompt_format", "seed", "describe"),
     "spacy_ner": ("n_way", "query_limit", "ner_steps", "seed"),
 }
 
 
 def settings_key(args, names=KEYED) -> str:
-    keyed = {k: getattr(args, k) for k in names}
+    keyed = {k: getattr(args, k) for k in names if k not in LATER_DEFAULTS or getattr(args, k) != LATER_DEFAULTS[k]}
     return hashlib.sha1(json.dumps(keyed, sort_keys=True).encode()).hexdigest()[:10]
 
 
@@ -113,8 +133,8 @@ def fewshot_pipeline(args, row: str, labels: List[str]):
         model["adversarial"] = {"epsilon": 0.0}
     nlp = spacy.blank("en")
     nlp.add_pipe("fewshot_ner", config={
-        "labels": {label: label for label in labels}, "max_new_tokens": args.max_new_tokens,
-        "batch_size": 32, "train_batch_size": args.train_chunk, "model": model,
+        "labels": {label: DESCRIPTIONS.get(label, label) if args.describe else label for label in labels}, "max_new_tokens": args.max_new_tokens,
+        "batch_size": 32, "train_batch_size": args.train_chunk, "negative_rate": args.negative_rate, "model": model,
     })
     return nlp
 
@@ -307,6 +327,9 @@ def main(argv: Optional[List[str]] = None) -> None:
     p.add_argument("--max-new-tokens", type=int, default=48)
     p.add_argument("--prompt-format", default="auto", choices=["auto", "chat", "plain"])
     p.add_argument("--base-model", default=str(DEFAULT_BASE), help="causal LM directory or hub id")
+    p.add_argument("--describe", action="store_true", help="give fewshot_ner a short definition of each type (DESCRIPTIONS)")
+    p.add_argument("--negative-rate", type=float, default=1.0,
+                   help="share of 'none' training instructions (types absent from a sentence) fewshot_ner keeps per update")
     p.add_argument("--seed", type=int, default=0)
     run(p.parse_args(argv))
 

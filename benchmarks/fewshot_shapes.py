@@ -108,7 +108,7 @@ def main(argv: Optional[List[str]] = None) -> None:
     p.add_argument("--gpu-id", type=int, default=-1)
     p.add_argument("--work", type=Path, default=Path("/tmp/fewshot_shapes"))
     p.add_argument("--out", type=Path, required=True)
-    p.set_defaults(describe=False)  # fewshot_crossner's label descriptions: off (F1 is not measured here)
+    p.set_defaults(describe=False, negative_rate=1.0)  # fewshot_crossner's settings (F1 is not measured here)
     args = p.parse_args(argv)
     if args.gpu_id >= 0:
         import spacy

@@ -235,6 +235,33 @@ def test_no_labels_anywhere_is_an_error(tiny_model_dir):
         nlp.initialize(lambda: make_examples(nlp, [("Nothing here .", [])]))
 
 
+def test_negative_rate_drops_none_answers_only(tiny_chat_model_dir):
+    """negative_rate keeps every instruction whose type occurs in the text and that share of the
+    others ("none" answers), drawn per update; the first kept one per text carries the contrastive states."""
+    import random
+
+    nlp = spacy.blank("en")
+    nlp.add_pipe("fewshot_ner", config={"model": {"base_model": str(tiny_chat_model_dir)}, "max_new_tokens": 32,
+                                        "negative_rate": 0.0})
+    examples = make_examples(nlp)
+    nlp.initialize(lambda: examples)
+    ner = nlp.get_pipe("fewshot_ner")
+    insts = ner.training_instructions(examples)
+    # 5 sentences x 2 types = 10 instructions: 6 whose type occurs in the sentence, 4 "none"
+    present = [{e.label_ for e in eg.reference.ents} for eg in examples]
+    assert sum(len(labels) for labels in present) == 6 and len(insts) == 6
+    assert all(inst.label in present[inst.segment.doc_index] for inst in insts)
+    assert sum(i.contrastive for i in insts) == 4  # the sentence without entities has no instruction left
+    ner.cfg["negative_rate"] = 1.0
+    assert len(ner.training_instructions(examples)) == 10
+    ner.cfg["negative_rate"] = 0.5
+    random.seed(0)
+    counts = [len(ner.training_instructions(examples)) for _ in range(40)]
+    assert min(counts) >= 6 and max(counts) <= 10 and 7 < sum(counts) / len(counts) < 9
+    with pytest.raises(ValueError, match="negative_rate"):
+        nlp.add_pipe("fewshot_ner", name="other", config={"negative_rate": 1.5})
+
+
 def test_long_answers_split_the_training_text(tiny_model_dir):
     nlp = make_nlp(tiny_model_dir("llama"), labels={"LOC": "a place"})
     nlp.get_pipe("fewshot_ner").cfg["max_new_tokens"] = 8  # leaves room for text, little for answers

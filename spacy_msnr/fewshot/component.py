@@ -6,6 +6,7 @@ passes to `update`. Prediction decodes each (sentence, type) with span-constrain
 generation (`decoding.py`), resolves overlaps across types and sets `doc.ents` and
 `doc.spans[spans_key]` (the same entities, with `spans.attrs["scores"]`).
 """
+import random
 import warnings
 from pathlib import Path
 from typing import Any, Callable, Dict, Iterable, List, Optional, Tuple, Union
@@ -52,6 +53,7 @@ Candidate = Tuple[int, int, str, float]
         "prompt_format": "auto",
         "batch_size": 16,
         "train_batch_size": 16,
+        "negative_rate": 1.0,
         "overwrite_ents": False,
         "scorer": {"@scorers": "spacy.ner_scorer.v1"},
     },
@@ -67,17 +69,21 @@ def make_fewshot_ner(
     prompt_format: str,
     batch_size: int,
     train_batch_size: int,
+    negative_rate: float,
     overwrite_ents: bool,
     scorer: Optional[Callable],
 ) -> "FewShotNER":
     """Few-shot NER with a LoRA-tuned causal LM. `labels` maps each entity type to a short
     natural-language description (null: collect the types from the training data).
     `train_batch_size`: instructions per forward/backward pass (memory only, not the loss).
+    `negative_rate`: share of the training instructions whose answer is "none" (a type absent
+    from the sentence) that each update keeps, drawn afresh per update (1.0: all of them).
     `overwrite_ents`: let predictions replace overlapping entities set earlier in the pipeline
     (false: keep those, as spaCy's `ner` and `entity_ruler` do)."""
     return FewShotNER(
         nlp.vocab, model, name, labels=labels, spans_key=spans_key, max_new_tokens=max_new_tokens, prompt_format=prompt_format,
-        batch_size=batch_size, train_batch_size=train_batch_size, overwrite_ents=overwrite_ents, scorer=scorer,
+        batch_size=batch_size, train_batch_size=train_batch_size, negative_rate=negative_rate, overwrite_ents=overwrite_ents,
+        scorer=scorer,
     )
 
 
@@ -96,11 +102,14 @@ class FewShotNER(TrainablePipe):
         prompt_format: str = "auto",
         batch_size: int = 16,
         train_batch_size: int = 16,
+        negative_rate: float = 1.0,
         overwrite_ents: bool = False,
         scorer: Optional[Callable] = None,
     ):
         if max_new_tokens < 1 or batch_size < 1 or train_batch_size < 1:
             raise ValueError("max_new_tokens, batch_size and train_batch_size must be >= 1.")
+        if not 0.0 <= negative_rate <= 1.0:
+            raise ValueError(f"negative_rate must be between 0 and 1, got {negative_rate!r}.")
         if prompt_format not in PROMPT_FORMATS:
             raise ValueError(f"prompt_format must be one of {PROMPT_FORMATS}, got {prompt_format!r}.")
         self.vocab = vocab
@@ -109,7 +118,8 @@ class FewShotNER(TrainablePipe):
         self.scorer = scorer
         self.cfg: Dict[str, Any] = {
             "labels": _as_label_dict(labels), "spans_key": spans_key, "max_new_tokens": max_new_tokens, "prompt_format": prompt_format,
-            "batch_size": batch_size, "train_batch_size": train_batch_size, "overwrite_ents": bool(overwrite_ents),
+            "batch_size": batch_size, "train_batch_size": train_batch_size, "negative_rate": float(negative_rate),
+            "overwrite_ents": bool(overwrite_ents),
         }
         self._builder: Optional[PromptBuilder] = None
 
@@ -250,7 +260,10 @@ class FewShotNER(TrainablePipe):
                     smaller = self.builder.segments(gold, index, max(1, len(seg.input_ids) // 2), gold.ents, within=span)
                     out.extend(self._fitting_instructions(gold, index, smaller, budget))
                     continue
-            for k, inst in enumerate(insts):
+            present = {ent.label_ for ent in gold.ents if seg.start_char <= ent.start_char and ent.end_char <= seg.end_char}
+            rate = self.cfg.get("negative_rate", 1.0)
+            kept = [inst for label, inst in zip(self.labels, insts) if label in present or rate >= 1.0 or random.random() < rate]
+            for k, inst in enumerate(kept):
                 constraint = SpanConstraint(seg.input_ids, seg.starts, seg.ends, self.builder.markers)
                 inst.answer_allowed = constraint.allowed_along(inst.answer_ids)
                 inst.contrastive = k == 0 or not self.builder.text_first  # text states shared by all types
