@@ -66,6 +66,7 @@ def measure(args, shape: str, work: Path) -> Dict[str, Any]:
     from fewshot_crossner import docbin, fewshot_pipeline, score, train
     from spacy_msnr.cli.fewshot_eval import query_sample
     from spacy_msnr.corpus.episodes import label_counts, sample_episodes
+    from spacy_msnr.fewshot.model import get_shim
 
     folder = work / f"random-{shape}"
     start = time.perf_counter()
@@ -84,8 +85,7 @@ def measure(args, shape: str, work: Path) -> Dict[str, Any]:
     trained = train(nlp, support, args.steps, args.lr, args.batch_size, 0)
     train_mem = torch.cuda.max_memory_allocated() / 2**20 if torch.cuda.is_available() else 0.0
     scored = score(nlp, episode.query)
-    pipe = nlp.get_pipe("fewshot_ner")
-    dtype = str(next(pipe.model.shims[0]._model.parameters()).dtype)
+    dtype = str(next(get_shim(nlp.get_pipe("fewshot_ner").model).model.parameters()).dtype)
     return {"shape": shape, "parameters": params, "dtype": dtype, "build_s": round(build_s, 1),
             "support": len(support), "query": len(episode.query), "updates": args.steps, **trained, **scored,
             "peak_gpu_mib_train": round(train_mem),

@@ -251,6 +251,7 @@ class FewShotNER(TrainablePipe):
         the model window (many entities) is split into smaller windows instead of truncated."""
         shim = get_shim(self.model)
         limit = max_positions(shim.model, shim.tokenizer)
+        rate = self.cfg.get("negative_rate", 1.0)  # pipes saved before the setting existed keep all
         out: List[Instruction] = []
         for seg in segments:
             insts = [self.builder.instruction(seg, label, gold.ents) for label in self.labels]
@@ -260,9 +261,10 @@ class FewShotNER(TrainablePipe):
                     smaller = self.builder.segments(gold, index, max(1, len(seg.input_ids) // 2), gold.ents, within=span)
                     out.extend(self._fitting_instructions(gold, index, smaller, budget))
                     continue
-            present = {ent.label_ for ent in gold.ents if seg.start_char <= ent.start_char and ent.end_char <= seg.end_char}
-            rate = self.cfg.get("negative_rate", 1.0)
-            kept = [inst for label, inst in zip(self.labels, insts) if label in present or rate >= 1.0 or random.random() < rate]
+            kept = insts
+            if rate < 1.0:  # keep every type the segment holds, a `rate` share of the "none" answers
+                present = {ent.label_ for ent in gold.ents if seg.start_char <= ent.start_char and ent.end_char <= seg.end_char}
+                kept = [inst for inst in insts if inst.label in present or random.random() < rate]
             for k, inst in enumerate(kept):
                 constraint = SpanConstraint(seg.input_ids, seg.starts, seg.ends, self.builder.markers)
                 inst.answer_allowed = constraint.allowed_along(inst.answer_ids)
