@@ -320,6 +320,21 @@ class LoRACausalLMShim(PyTorchShim):
         self._tmp = tmp  # keeps a stored base directory alive for later saving
         return self
 
+    def save_merged(self, path: Union[str, Path]) -> Path:
+        """Write the base model with the LoRA weights merged in as a plain Hugging Face causal-LM
+        folder (safetensors, tokenizer): a base for a later fine-tuning stage, e.g. the target
+        stage after source-domain training. The live model keeps its adapters; an existing
+        `path` is replaced only once the new folder is complete."""
+        import copy
+
+        from ..util import atomic_dir
+
+        merged = copy.deepcopy(self.model).merge_and_unload()
+        with atomic_dir(path) as tmp:
+            merged.save_pretrained(str(tmp), safe_serialization=True)
+            self.tokenizer.save_pretrained(str(tmp))
+        return Path(path)
+
 
 def _identity(path: Path) -> Tuple[int, int, int]:
     st = path.stat()
