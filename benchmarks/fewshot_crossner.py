@@ -10,6 +10,12 @@ Rows, all trained and scored on identical support/query sets:
   no_fgm          the same with adversarial epsilon 0
   zero_shot       fewshot_ner with the same prompts and no update (the base model as it is)
   spacy_ner       spaCy's `ner` (CNN, no vectors) trained on the same support set, --ner-steps updates
+With --source-steps N > 0, a source stage first trains fewshot_ner (full method) on --source
+(default conll2003: person, location, organisation, misc) for N updates of --source-batch-size
+sentences, merges its adapters into the base (`fewshot-merge`) and caches that model under
+benchmarks/work/fewshot_crossner/source; two more rows start from it:
+  source_zero     the source-trained model with no target update
+  source_full     the source-trained model + the full method on the support set (fresh adapters)
 Each (target, K, episode, row) result is cached as JSON under benchmarks/work/fewshot_crossner/cells
 (keyed by the settings), so an interrupted run resumes where it stopped; after every cell the
 table (micro-F1 mean ± std and min-max over episodes, seconds per update, query sentences/s, peak
@@ -44,7 +50,8 @@ DATA = Path(os.environ.get("MSNR_SHARED_DATA", ROOT.parent / "shared" / "data"))
 WORK = ROOT / "benchmarks" / "work" / "fewshot_crossner"
 RESULTS = ROOT / "benchmarks" / "results"
 DEFAULT_BASE = ROOT / "assets" / "models" / "smollm2-135m-instruct"
-ROWS = ("full", "no_contrastive", "no_fgm", "zero_shot", "spacy_ner")
+ROWS = ("full", "no_contrastive", "no_fgm", "zero_shot", "spacy_ner", "source_zero", "source_full")
+SOURCE_ROWS = ("source_zero", "source_full")
 #: Short definitions of the CrossNER types (after the CrossNER annotation guidelines), given to
 #: fewshot_ner as label descriptions with --describe; types without one are described by their name.
 DESCRIPTIONS = {
@@ -111,11 +118,18 @@ def docbin(domain: str, split: str, vocab) -> List:
     return load_docs(path, vocab)
 
 
-#: Rows that do not train fewshot_ner depend on fewer settings: their cells are shared by every
-#: run whose settings agree on these (benchmarks/work/fewshot_crossner/rows/<row>/<key>/).
+#: The source stage depends on these settings (its cache key).
+SOURCE_KEYED = ("base_model", "lora_r", "train_chunk", "prompt_format", "seed", "describe", "negative_rate",
+                "source", "source_steps", "source_batch_size", "source_lr")
+#: Rows that do not train fewshot_ner on the target depend on fewer settings, and the source rows on
+#: more: their cells are shared by every run whose settings agree on these
+#: (benchmarks/work/fewshot_crossner/rows/<row>/<key>/), and a row's cell in a run's own folder is
+#: replaced when its shared cell differs.
 ROW_KEYED = {
     "zero_shot": ("base_model", "n_way", "query_limit", "max_new_tokens", "prompt_format", "seed", "describe"),
     "spacy_ner": ("n_way", "query_limit", "ner_steps", "seed"),
+    "source_zero": ("n_way", "query_limit", "max_new_tokens") + SOURCE_KEYED,
+    "source_full": KEYED + SOURCE_KEYED[-4:],
 }
 
 
@@ -124,9 +138,10 @@ def settings_key(args, names=KEYED) -> str:
     return hashlib.sha1(json.dumps(keyed, sort_keys=True).encode()).hexdigest()[:10]
 
 
-def fewshot_pipeline(args, row: str, labels: List[str]):
-    """A blank pipeline with `fewshot_ner` for `labels`; `row` switches a loss term off."""
-    model: Dict[str, Any] = {"base_model": args.base_model, "lora": {"r": args.lora_r, "alpha": 2 * args.lora_r}}
+def fewshot_pipeline(args, row: str, labels: List[str], base_model: Optional[str] = None):
+    """A blank pipeline with `fewshot_ner` for `labels` on `base_model` (default --base-model);
+    `row` switches a loss term off."""
+    model: Dict[str, Any] = {"base_model": base_model or args.base_model, "lora": {"r": args.lora_r, "alpha": 2 * args.lora_r}}
     if row == "no_contrastive":
         model["contrastive"] = {"weight": 0.0}
     if row == "no_fgm":
@@ -149,8 +164,9 @@ def set_prompt_format(nlp, prompt_format: str) -> None:
 
 
 def train(nlp, examples: List[Example], steps: int, lr: float, batch_size: int, seed: int,
-          prompt_format: str = "auto") -> Dict[str, float]:
-    """Initialize and run `steps` updates; seconds and the last update's losses."""
+          prompt_format: str = "auto", log_every: int = 0) -> Dict[str, float]:
+    """Initialize and run `steps` updates (printing the losses every `log_every`, if set); seconds
+    and the last update's losses."""
     spacy.util.fix_random_seed(seed)
     nlp.initialize(lambda: examples)
     set_prompt_format(nlp, prompt_format)
@@ -162,6 +178,9 @@ def train(nlp, examples: List[Example], steps: int, lr: float, batch_size: int, 
         for batch in minibatch(examples, size=batch_size):
             losses = nlp.update(batch, sgd=sgd)
             step += 1
+            if log_every and step % log_every == 0:
+                print(f"  update {step}/{steps} ({time.perf_counter() - start:.0f}s): "
+                      + ", ".join(f"{k} {v:.3f}" for k, v in losses.items()), flush=True)
             if step >= steps:
                 break
     seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
@@ -181,21 +200,51 @@ def score(nlp, query) -> Dict[str, float]:
             "sents_per_s": len(examples) / seconds, "peak_mib": mem.peak}
 
 
+def source_base(args) -> Path:
+    """The base model after the source stage (cached): fewshot_ner, full method, trained for
+    --source-steps updates on a seeded sample of --source's training sentences, adapters merged."""
+    from spacy_msnr.fewshot.model import get_shim
+
+    out = WORK / "source" / settings_key(args, SOURCE_KEYED)
+    if (out / "model" / "config.json").exists():
+        return out / "model"
+    vocab = spacy.blank("en").vocab
+    docs = [d for d in docbin(args.source, "train", vocab) if d.ents]
+    sample = random.Random(args.seed).sample(docs, min(len(docs), args.source_steps * args.source_batch_size))
+    labels = sorted(label_counts(docs))
+    nlp = fewshot_pipeline(args, "full", labels)
+    examples = [Example(nlp.make_doc(d.text), d) for d in sample]
+    print(f"source stage: {args.source} ({', '.join(labels)}), {len(examples)} sentences, {args.source_steps} updates "
+          f"of {args.source_batch_size}, lr {args.source_lr}", flush=True)
+    trained = train(nlp, examples, args.source_steps, args.source_lr, args.source_batch_size, args.seed,
+                    args.prompt_format, log_every=5)
+    get_shim(nlp.get_pipe("fewshot_ner").model).save_merged(out / "model")
+    atomic_write_bytes(out / "source.json", json.dumps(dict(trained, labels=labels, sentences=len(examples), settings={
+        k: getattr(args, k) for k in SOURCE_KEYED}), indent=2).encode())
+    print(f"source stage done in {trained['train_s']:.0f}s ({trained['s_per_update']:.1f} s/update), "
+          f"last losses {trained['last_losses']}: {out / 'model'}", flush=True)
+    return out / "model"
+
+
 def run_cell(args, row: str, episode, seed: int) -> Dict[str, Any]:
     """Train (unless zero-shot) and score one row on one episode."""
+    source = None
     if row == "spacy_ner":
         nlp = spacy.blank("en")
         nlp.add_pipe("ner")
         steps, lr = args.ner_steps, 0.001
     else:
-        nlp = fewshot_pipeline(args, row, episode.labels)
-        steps, lr = (0 if row == "zero_shot" else args.steps), args.lr
+        source = source_base(args) if row in SOURCE_ROWS else None
+        nlp = fewshot_pipeline(args, "full" if row == "source_full" else row, episode.labels, source and str(source))
+        steps, lr = (0 if row in ("zero_shot", "source_zero") else args.steps), args.lr
     support = [Example(nlp.make_doc(d.text), d) for d in episode.support]
     with PeakRSS() as mem:
         trained = train(nlp, support, steps, lr, args.batch_size, seed, args.prompt_format)
     result = {"labels": episode.labels, "support": len(support), "query": len(episode.query), "updates": steps,
               **trained, **score(nlp, episode.query)}
     result["peak_mib"] = max(result["peak_mib"], mem.peak)
+    if source is not None:
+        result["source"] = json.loads((source.parent / "source.json").read_text())
     return result
 
 
@@ -216,11 +265,12 @@ def run(args) -> None:
                 for row in args.rows:
                     path = cells / f"{target}-k{k}-ep{i}-{row}.json"
                     shared = WORK / "rows" / row / settings_key(args, ROW_KEYED[row]) / path.name if row in ROW_KEYED else None
-                    if path.exists():
-                        continue
                     if shared is not None and shared.exists():
-                        atomic_write_bytes(path, shared.read_bytes())
-                        write_results(args, cells)
+                        if not path.exists() or path.read_bytes() != shared.read_bytes():
+                            atomic_write_bytes(path, shared.read_bytes())
+                            write_results(args, cells)
+                        continue
+                    if path.exists() and shared is None:
                         continue
                     result = run_cell(args, row, ep, args.seed + i)
                     atomic_write_bytes(path, json.dumps(result, indent=2).encode())
@@ -254,6 +304,7 @@ def aggregate(cells: Path) -> List[Dict[str, Any]]:
             "cpu_sents_per_s": statistics.mean(r.get("cpu_sents_per_s", 0.0) for r in results),
             "episode_s": statistics.mean(r["train_s"] + r["score_s"] for r in results),
             "peak_mib": max(r["peak_mib"] for r in results),
+            **({"source": results[0]["source"]} if "source" in results[0] else {}),
         })
     return out
 
@@ -273,6 +324,13 @@ def write_results(args, cells: Path) -> None:
             "sentences per domain, restricted to each episode's types; the same support and query sets for every row. "
             "Times: wall seconds (CPU seconds of this process in brackets) with OMP_NUM_THREADS=1 on a 2-core CPU "
             "shared with other jobs; s/update is 0 for rows without updates.\n")
+    sources = {json.dumps(r["source"]["settings"], sort_keys=True): r["source"] for r in rows if "source" in r}
+    for source in sources.values():
+        cfg = source["settings"]
+        note += (f"\nSource stage of the source_* rows: {cfg['source']} ({', '.join(source['labels'])}), {source['sentences']} "
+                 f"sentences, {cfg['source_steps']} updates of {cfg['source_batch_size']} at lr {cfg['source_lr']} (full "
+                 f"method), {source['train_s']:.0f} s ({source['s_per_update']:.1f} s/update), last losses "
+                 f"{source['last_losses']}; adapters merged into the base (`python -m spacy_msnr fewshot-merge`).\n")
     atomic_write_bytes(RESULTS / "fewshot_crossner.md", ("\n".join(table) + "\n\n" + note).encode())
     atomic_write_bytes(RESULTS / "fewshot_crossner.json", json.dumps({"settings": settings, "rows": rows}, indent=2).encode())
     plot(rows, RESULTS / "fewshot_crossner.png")
@@ -314,7 +372,7 @@ def main(argv: Optional[List[str]] = None) -> None:
     p.add_argument("--shots", nargs="+", type=int, default=[5, 10])
     p.add_argument("--episodes", type=int, default=3)
     p.add_argument("--n-way", type=int, default=5, help="entity types per episode (drawn from the target's types)")
-    p.add_argument("--rows", nargs="+", default=list(ROWS), choices=ROWS)
+    p.add_argument("--rows", nargs="+", choices=ROWS, help="default: every row (the source rows with --source-steps)")
     p.add_argument("--query-limit", type=int, default=100, help="test sentences in the fixed query sample")
     p.add_argument("--steps", type=int, default=10, help="fewshot_ner updates on the support set")
     p.add_argument("--batch-size", type=int, default=8, help="support sentences per update")
@@ -330,8 +388,17 @@ def main(argv: Optional[List[str]] = None) -> None:
     p.add_argument("--describe", action="store_true", help="give fewshot_ner a short definition of each type (DESCRIPTIONS)")
     p.add_argument("--negative-rate", type=float, default=1.0,
                    help="share of 'none' training instructions (types absent from a sentence) fewshot_ner keeps per update")
+    p.add_argument("--source", default="conll2003", help="CrossNER folder of the source stage")
+    p.add_argument("--source-steps", type=int, default=0, help="source-stage updates (0: no source stage or rows)")
+    p.add_argument("--source-batch-size", type=int, default=8, help="source sentences per update")
+    p.add_argument("--source-lr", type=float, default=0.001)
     p.add_argument("--seed", type=int, default=0)
-    run(p.parse_args(argv))
+    args = p.parse_args(argv)
+    if args.rows is None:
+        args.rows = [row for row in ROWS if args.source_steps or row not in SOURCE_ROWS]
+    if args.source_steps <= 0 and set(args.rows) & set(SOURCE_ROWS):
+        p.error("the source rows need --source-steps N > 0")
+    run(args)
 
 
 if __name__ == "__main__":
