@@ -74,7 +74,7 @@ DESCRIPTIONS = {
 KEYED = ("base_model", "n_way", "query_limit", "steps", "batch_size", "train_chunk", "lr", "lora_r", "max_new_tokens",
          "prompt_format", "ner_steps", "seed", "describe", "negative_rate")
 #: Settings added after cells were cached: left out of the key at these values, so those cells stay valid.
-LATER_DEFAULTS = {"describe": False, "negative_rate": 1.0}
+LATER_DEFAULTS = {"describe": False, "negative_rate": 1.0, "source_negative_rate": 1.0}
 
 
 class PeakRSS:
@@ -119,8 +119,8 @@ def docbin(domain: str, split: str, vocab) -> List:
 
 
 #: The source stage depends on these settings (its cache key).
-SOURCE_KEYED = ("base_model", "lora_r", "train_chunk", "prompt_format", "seed", "describe", "negative_rate",
-                "source", "source_steps", "source_batch_size", "source_lr")
+SOURCE_ONLY = ("source", "source_steps", "source_batch_size", "source_lr", "source_negative_rate")
+SOURCE_KEYED = ("base_model", "lora_r", "train_chunk", "prompt_format", "seed", "describe") + SOURCE_ONLY
 #: Rows that do not train fewshot_ner on the target depend on fewer settings, and the source rows on
 #: more: their cells are shared by every run whose settings agree on these
 #: (benchmarks/work/fewshot_crossner/rows/<row>/<key>/), and a row's cell in a run's own folder is
@@ -129,7 +129,7 @@ ROW_KEYED = {
     "zero_shot": ("base_model", "n_way", "query_limit", "max_new_tokens", "prompt_format", "seed", "describe"),
     "spacy_ner": ("n_way", "query_limit", "ner_steps", "seed"),
     "source_zero": ("n_way", "query_limit", "max_new_tokens") + SOURCE_KEYED,
-    "source_full": KEYED + SOURCE_KEYED[-4:],
+    "source_full": KEYED + SOURCE_ONLY,
 }
 
 
@@ -138,9 +138,10 @@ def settings_key(args, names=KEYED) -> str:
     return hashlib.sha1(json.dumps(keyed, sort_keys=True).encode()).hexdigest()[:10]
 
 
-def fewshot_pipeline(args, row: str, labels: List[str], base_model: Optional[str] = None):
-    """A blank pipeline with `fewshot_ner` for `labels` on `base_model` (default --base-model);
-    `row` switches a loss term off."""
+def fewshot_pipeline(args, row: str, labels: List[str], base_model: Optional[str] = None,
+                     negative_rate: Optional[float] = None):
+    """A blank pipeline with `fewshot_ner` for `labels` on `base_model` (default --base-model), with
+    `negative_rate` (default --negative-rate); `row` switches a loss term off."""
     model: Dict[str, Any] = {"base_model": base_model or args.base_model, "lora": {"r": args.lora_r, "alpha": 2 * args.lora_r}}
     if row == "no_contrastive":
         model["contrastive"] = {"weight": 0.0}
@@ -149,7 +150,7 @@ def fewshot_pipeline(args, row: str, labels: List[str], base_model: Optional[str
     nlp = spacy.blank("en")
     nlp.add_pipe("fewshot_ner", config={
         "labels": {label: DESCRIPTIONS.get(label, label) if args.describe else label for label in labels}, "max_new_tokens": args.max_new_tokens,
-        "batch_size": 32, "train_batch_size": args.train_chunk, "negative_rate": args.negative_rate, "model": model,
+        "batch_size": 32, "train_batch_size": args.train_chunk, "negative_rate": args.negative_rate if negative_rate is None else negative_rate, "model": model,
     })
     return nlp
 
@@ -212,7 +213,7 @@ def source_base(args) -> Path:
     docs = [d for d in docbin(args.source, "train", vocab) if d.ents]
     sample = random.Random(args.seed).sample(docs, min(len(docs), args.source_steps * args.source_batch_size))
     labels = sorted(label_counts(docs))
-    nlp = fewshot_pipeline(args, "full", labels)
+    nlp = fewshot_pipeline(args, "full", labels, negative_rate=args.source_negative_rate)
     examples = [Example(nlp.make_doc(d.text), d) for d in sample]
     print(f"source stage: {args.source} ({', '.join(labels)}), {len(examples)} sentences, {args.source_steps} updates "
           f"of {args.source_batch_size}, lr {args.source_lr}", flush=True)
@@ -328,7 +329,8 @@ def write_results(args, cells: Path) -> None:
     for source in sources.values():
         cfg = source["settings"]
         note += (f"\nSource stage of the source_* rows: {cfg['source']} ({', '.join(source['labels'])}), {source['sentences']} "
-                 f"sentences, {cfg['source_steps']} updates of {cfg['source_batch_size']} at lr {cfg['source_lr']} (full "
+                 f"sentences, {cfg['source_steps']} updates of {cfg['source_batch_size']} at lr {cfg['source_lr']}, negative_rate "
+                 f"{cfg.get('source_negative_rate', 1.0)} (full "
                  f"method), {source['train_s']:.0f} s ({source['s_per_update']:.1f} s/update), last losses "
                  f"{source['last_losses']}; adapters merged into the base (`python -m spacy_msnr fewshot-merge`).\n")
     atomic_write_bytes(RESULTS / "fewshot_crossner.md", ("\n".join(table) + "\n\n" + note).encode())
@@ -392,6 +394,7 @@ def main(argv: Optional[List[str]] = None) -> None:
     p.add_argument("--source-steps", type=int, default=0, help="source-stage updates (0: no source stage or rows)")
     p.add_argument("--source-batch-size", type=int, default=8, help="source sentences per update")
     p.add_argument("--source-lr", type=float, default=0.001)
+    p.add_argument("--source-negative-rate", type=float, default=1.0, help="negative_rate of the source stage")
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args(argv)
     if args.rows is None:
