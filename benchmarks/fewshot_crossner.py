@@ -15,7 +15,8 @@ With --source-steps N > 0, a source stage first trains fewshot_ner (full method)
 sentences, merges its adapters into the base (`fewshot-merge`) and caches that model under
 benchmarks/work/fewshot_crossner/source; two more rows start from it:
   source_zero     the source-trained model with no target update
-  source_full     the source-trained model + the full method on the support set (fresh adapters)
+  source_full     the source-trained model + the full method on the support set (fresh adapters;
+                  --source-full-lr / --source-full-negative-rate, default --lr / --negative-rate)
 Each (target, K, episode, row) result is cached as JSON under benchmarks/work/fewshot_crossner/cells
 (keyed by the settings), so an interrupted run resumes where it stopped; after every cell the
 table (micro-F1 mean ± std and min-max over episodes, seconds per update, query sentences/s, peak
@@ -74,7 +75,8 @@ DESCRIPTIONS = {
 KEYED = ("base_model", "n_way", "query_limit", "steps", "batch_size", "train_chunk", "lr", "lora_r", "max_new_tokens",
          "prompt_format", "ner_steps", "seed", "describe", "negative_rate")
 #: Settings added after cells were cached: left out of the key at these values, so those cells stay valid.
-LATER_DEFAULTS = {"describe": False, "negative_rate": 1.0, "source_negative_rate": 1.0}
+LATER_DEFAULTS = {"describe": False, "negative_rate": 1.0, "source_negative_rate": 1.0, "source_full_lr": None,
+                  "source_full_negative_rate": None}
 
 
 class PeakRSS:
@@ -129,7 +131,7 @@ ROW_KEYED = {
     "zero_shot": ("base_model", "n_way", "query_limit", "max_new_tokens", "prompt_format", "seed", "describe"),
     "spacy_ner": ("n_way", "query_limit", "ner_steps", "seed"),
     "source_zero": ("n_way", "query_limit", "max_new_tokens") + SOURCE_KEYED,
-    "source_full": KEYED + SOURCE_ONLY,
+    "source_full": KEYED + SOURCE_ONLY + ("source_full_lr", "source_full_negative_rate"),
 }
 
 
@@ -229,15 +231,18 @@ def source_base(args) -> Path:
 
 def run_cell(args, row: str, episode, seed: int) -> Dict[str, Any]:
     """Train (unless zero-shot) and score one row on one episode."""
-    source = None
+    source, after_source = None, False
     if row == "spacy_ner":
         nlp = spacy.blank("en")
         nlp.add_pipe("ner")
         steps, lr = args.ner_steps, 0.001
     else:
         source = source_base(args) if row in SOURCE_ROWS else None
-        nlp = fewshot_pipeline(args, "full" if row == "source_full" else row, episode.labels, source and str(source))
-        steps, lr = (0 if row in ("zero_shot", "source_zero") else args.steps), args.lr
+        after_source = row == "source_full"
+        nlp = fewshot_pipeline(args, "full" if after_source else row, episode.labels, source and str(source),
+                               args.source_full_negative_rate if after_source else None)
+        steps = 0 if row in ("zero_shot", "source_zero") else args.steps
+        lr = args.source_full_lr if after_source and args.source_full_lr is not None else args.lr
     support = [Example(nlp.make_doc(d.text), d) for d in episode.support]
     with PeakRSS() as mem:
         trained = train(nlp, support, steps, lr, args.batch_size, seed, args.prompt_format)
@@ -246,6 +251,8 @@ def run_cell(args, row: str, episode, seed: int) -> Dict[str, Any]:
     result["peak_mib"] = max(result["peak_mib"], mem.peak)
     if source is not None:
         result["source"] = json.loads((source.parent / "source.json").read_text())
+    if after_source:
+        result["target_stage"] = {"lr": lr, "negative_rate": nlp.get_pipe("fewshot_ner").cfg["negative_rate"]}
     return result
 
 
@@ -305,7 +312,7 @@ def aggregate(cells: Path) -> List[Dict[str, Any]]:
             "cpu_sents_per_s": statistics.mean(r.get("cpu_sents_per_s", 0.0) for r in results),
             "episode_s": statistics.mean(r["train_s"] + r["score_s"] for r in results),
             "peak_mib": max(r["peak_mib"] for r in results),
-            **({"source": results[0]["source"]} if "source" in results[0] else {}),
+            **{k: results[0][k] for k in ("source", "target_stage") if k in results[0]},
         })
     return out
 
@@ -333,6 +340,10 @@ def write_results(args, cells: Path) -> None:
                  f"{cfg.get('source_negative_rate', 1.0)} (full "
                  f"method), {source['train_s']:.0f} s ({source['s_per_update']:.1f} s/update), last losses "
                  f"{source['last_losses']}; adapters merged into the base (`python -m spacy_msnr fewshot-merge`).\n")
+    for r in rows:
+        if "target_stage" in r:
+            note += (f"\nsource_full ({r['target']}, K={r['k']}): target stage at lr {r['target_stage']['lr']}, negative_rate "
+                     f"{r['target_stage']['negative_rate']} (fresh adapters on the merged source model).\n")
     atomic_write_bytes(RESULTS / "fewshot_crossner.md", ("\n".join(table) + "\n\n" + note).encode())
     atomic_write_bytes(RESULTS / "fewshot_crossner.json", json.dumps({"settings": settings, "rows": rows}, indent=2).encode())
     plot(rows, RESULTS / "fewshot_crossner.png")
@@ -395,6 +406,9 @@ def main(argv: Optional[List[str]] = None) -> None:
     p.add_argument("--source-batch-size", type=int, default=8, help="source sentences per update")
     p.add_argument("--source-lr", type=float, default=0.001)
     p.add_argument("--source-negative-rate", type=float, default=1.0, help="negative_rate of the source stage")
+    p.add_argument("--source-full-lr", type=float, default=None, help="learning rate of the source_full row's target stage (default --lr)")
+    p.add_argument("--source-full-negative-rate", type=float, default=None,
+                   help="negative_rate of the source_full row's target stage (default --negative-rate)")
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args(argv)
     if args.rows is None:
