@@ -340,10 +340,13 @@ def write_results(args, cells: Path) -> None:
                  f"{cfg.get('source_negative_rate', 1.0)} (full "
                  f"method), {source['train_s']:.0f} s ({source['s_per_update']:.1f} s/update), last losses "
                  f"{source['last_losses']}; adapters merged into the base (`python -m spacy_msnr fewshot-merge`).\n")
+    stages: Dict[tuple, List[str]] = {}
     for r in rows:
         if "target_stage" in r:
-            note += (f"\nsource_full ({r['target']}, K={r['k']}): target stage at lr {r['target_stage']['lr']}, negative_rate "
-                     f"{r['target_stage']['negative_rate']} (fresh adapters on the merged source model).\n")
+            stages.setdefault((r["target_stage"]["lr"], r["target_stage"]["negative_rate"]), []).append(f"{r['target']} K={r['k']}")
+    for (lr, rate), groups in stages.items():
+        note += (f"\nsource_full ({', '.join(groups)}): target stage at lr {lr}, negative_rate {rate} (fresh adapters on "
+                 "the merged source model).\n")
     atomic_write_bytes(RESULTS / "fewshot_crossner.md", ("\n".join(table) + "\n\n" + note).encode())
     atomic_write_bytes(RESULTS / "fewshot_crossner.json", json.dumps({"settings": settings, "rows": rows}, indent=2).encode())
     plot(rows, RESULTS / "fewshot_crossner.png")
