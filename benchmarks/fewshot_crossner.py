@@ -209,7 +209,7 @@ def source_base(args) -> Path:
     from spacy_msnr.fewshot.model import get_shim
 
     out = WORK / "source" / settings_key(args, SOURCE_KEYED)
-    if (out / "model" / "config.json").exists():
+    if (out / "source.json").exists():  # written last: the merged model is complete
         return out / "model"
     vocab = spacy.blank("en").vocab
     docs = [d for d in docbin(args.source, "train", vocab) if d.ents]
