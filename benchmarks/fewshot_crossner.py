@@ -17,6 +17,9 @@ benchmarks/work/fewshot_crossner/source; two more rows start from it:
   source_zero     the source-trained model with no target update
   source_full     the source-trained model + the full method on the support set (fresh adapters;
                   --source-full-lr / --source-full-negative-rate, default --lr / --negative-rate)
+  source_no_contrastive, source_no_fgm
+                  source_full's target stage with contrastive weight 0 / adversarial epsilon 0
+                  (the source stage itself stays the full method)
 Each (target, K, episode, row) result is cached as JSON under benchmarks/work/fewshot_crossner/cells
 (keyed by the settings), so an interrupted run resumes where it stopped; after every cell the
 table (micro-F1 mean ± std and min-max over episodes, seconds per update, query sentences/s, peak
@@ -51,8 +54,11 @@ DATA = Path(os.environ.get("MSNR_SHARED_DATA", ROOT.parent / "shared" / "data"))
 WORK = ROOT / "benchmarks" / "work" / "fewshot_crossner"
 RESULTS = ROOT / "benchmarks" / "results"
 DEFAULT_BASE = ROOT / "assets" / "models" / "smollm2-135m-instruct"
-ROWS = ("full", "no_contrastive", "no_fgm", "zero_shot", "spacy_ner", "source_zero", "source_full")
-SOURCE_ROWS = ("source_zero", "source_full")
+ROWS = ("full", "no_contrastive", "no_fgm", "zero_shot", "spacy_ner", "source_zero", "source_full",
+        "source_no_contrastive", "source_no_fgm")
+SOURCE_ROWS = ("source_zero", "source_full", "source_no_contrastive", "source_no_fgm")
+#: Source rows with a target stage, and the row of fewshot_pipeline each trains as.
+TARGET_STAGE = {"source_full": "full", "source_no_contrastive": "no_contrastive", "source_no_fgm": "no_fgm"}
 #: Short definitions of the CrossNER types (after the CrossNER annotation guidelines), given to
 #: fewshot_ner as label descriptions with --describe; types without one are described by their name.
 DESCRIPTIONS = {
@@ -131,7 +137,7 @@ ROW_KEYED = {
     "zero_shot": ("base_model", "n_way", "query_limit", "max_new_tokens", "prompt_format", "seed", "describe"),
     "spacy_ner": ("n_way", "query_limit", "ner_steps", "seed"),
     "source_zero": ("n_way", "query_limit", "max_new_tokens") + SOURCE_KEYED,
-    "source_full": KEYED + SOURCE_ONLY + ("source_full_lr", "source_full_negative_rate"),
+    **{row: KEYED + SOURCE_ONLY + ("source_full_lr", "source_full_negative_rate") for row in TARGET_STAGE},
 }
 
 
@@ -238,8 +244,8 @@ def run_cell(args, row: str, episode, seed: int) -> Dict[str, Any]:
         steps, lr = args.ner_steps, 0.001
     else:
         source = source_base(args) if row in SOURCE_ROWS else None
-        after_source = row == "source_full"
-        nlp = fewshot_pipeline(args, "full" if after_source else row, episode.labels, source and str(source),
+        after_source = row in TARGET_STAGE
+        nlp = fewshot_pipeline(args, TARGET_STAGE.get(row, row), episode.labels, source and str(source),
                                args.source_full_negative_rate if after_source else None)
         steps = 0 if row in ("zero_shot", "source_zero") else args.steps
         lr = args.source_full_lr if after_source and args.source_full_lr is not None else args.lr
@@ -340,13 +346,16 @@ def write_results(args, cells: Path) -> None:
                  f"{cfg.get('source_negative_rate', 1.0)} (full "
                  f"method), {source['train_s']:.0f} s ({source['s_per_update']:.1f} s/update), last losses "
                  f"{source['last_losses']}; adapters merged into the base (`python -m spacy_msnr fewshot-merge`).\n")
-    stages: Dict[tuple, List[str]] = {}
+    stages: Dict[tuple, Dict[str, List[str]]] = {}
     for r in rows:
         if "target_stage" in r:
-            stages.setdefault((r["target_stage"]["lr"], r["target_stage"]["negative_rate"]), []).append(f"{r['target']} K={r['k']}")
-    for (lr, rate), groups in stages.items():
-        note += (f"\nsource_full ({', '.join(groups)}): target stage at lr {lr}, negative_rate {rate} (fresh adapters on "
-                 "the merged source model).\n")
+            stage = stages.setdefault((r["target_stage"]["lr"], r["target_stage"]["negative_rate"]), {"rows": [], "groups": []})
+            for part, value in (("rows", r["row"]), ("groups", f"{r['target']} K={r['k']}")):
+                if value not in stage[part]:
+                    stage[part].append(value)
+    for (lr, rate), stage in stages.items():
+        note += (f"\nTarget stage of {', '.join(stage['rows'])} ({', '.join(stage['groups'])}): lr {lr}, negative_rate "
+                 f"{rate} (fresh adapters on the merged source model).\n")
     atomic_write_bytes(RESULTS / "fewshot_crossner.md", ("\n".join(table) + "\n\n" + note).encode())
     atomic_write_bytes(RESULTS / "fewshot_crossner.json", json.dumps({"settings": settings, "rows": rows}, indent=2).encode())
     plot(rows, RESULTS / "fewshot_crossner.png")
