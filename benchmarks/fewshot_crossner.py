@@ -346,15 +346,13 @@ def write_results(args, cells: Path) -> None:
                  f"{cfg.get('source_negative_rate', 1.0)} (full "
                  f"method), {source['train_s']:.0f} s ({source['s_per_update']:.1f} s/update), last losses "
                  f"{source['last_losses']}; adapters merged into the base (`python -m spacy_msnr fewshot-merge`).\n")
-    stages: Dict[tuple, Dict[str, List[str]]] = {}
+    stages: Dict[tuple, tuple] = {}  # (lr, negative_rate) -> (rows, groups), dicts as ordered sets
     for r in rows:
         if "target_stage" in r:
-            stage = stages.setdefault((r["target_stage"]["lr"], r["target_stage"]["negative_rate"]), {"rows": [], "groups": []})
-            for part, value in (("rows", r["row"]), ("groups", f"{r['target']} K={r['k']}")):
-                if value not in stage[part]:
-                    stage[part].append(value)
-    for (lr, rate), stage in stages.items():
-        note += (f"\nTarget stage of {', '.join(stage['rows'])} ({', '.join(stage['groups'])}): lr {lr}, negative_rate "
+            names, groups = stages.setdefault((r["target_stage"]["lr"], r["target_stage"]["negative_rate"]), ({}, {}))
+            names[r["row"]] = groups[f"{r['target']} K={r['k']}"] = None
+    for (lr, rate), (names, groups) in stages.items():
+        note += (f"\nTarget stage of {', '.join(names)} ({', '.join(groups)}): lr {lr}, negative_rate "
                  f"{rate} (fresh adapters on the merged source model).\n")
     atomic_write_bytes(RESULTS / "fewshot_crossner.md", ("\n".join(table) + "\n\n" + note).encode())
     atomic_write_bytes(RESULTS / "fewshot_crossner.json", json.dumps({"settings": settings, "rows": rows}, indent=2).encode())
