@@ -19,6 +19,10 @@ give --base; the two processes would otherwise both build it):
     OMP_NUM_THREADS=1 python benchmarks/mslm_ablation.py --datasets BC5CDR-IOB ... &
     python benchmarks/mslm_ablation.py --datasets NCBI-disease-IOB BC5CDR-IOB ... --report-only
 
+Cells of one dataset can also run side by side, each process with its own --work folder (a
+seed or a method each); `--merge FOLDER ...` then reads the cells those folders finished (same
+base and budgets) into this run's table and results JSON.
+
 Without --base, a small BERT (--base-layers x 256, 8000 pieces) is pretrained with uniform MLM
 on the PubMed abstracts for --base-steps steps (at most --base-seconds) and cached; its own MLM
 loss is printed beside the table. See ../shared/docs/CALIBRATION.md: small CPU budgets teach
@@ -325,6 +329,8 @@ def main() -> None:
     parser.add_argument("--gpu-id", type=int, default=-1)
     parser.add_argument("--no-peer", action="store_true", help=f"skip the {PEER} peer (spaCy's CNN ner, same steps)")
     parser.add_argument("--report-only", action="store_true", help="print the table of the cells finished so far")
+    parser.add_argument("--merge", nargs="+", type=Path, default=[],
+                        help="other --work folders whose finished cells (same base and budgets) join this run's")
     parser.add_argument("--work", type=Path, default=ROOT / "benchmarks" / "work" / "mslm_ablation")
     parser.add_argument("--results", type=Path, default=ROOT / "benchmarks" / "results")
     args = parser.parse_args()
@@ -339,10 +345,12 @@ def main() -> None:
     base_note = ""
     if base_info.exists():
         info = json.loads(base_info.read_text())
-        if "head_warmup" in info:  # a pretrained encoder given a new MLM head (`base --use-model`)
-            warm = info["head_warmup"]
-            base_note = (f"({info.get('source')}, {info.get('parameters', 0):,} params; new MLM head warmed up alone for "
-                         f"{warm['steps']} steps: held-out MLM loss {warm['mlm_loss_before']} -> {warm['mlm_loss_after']})")
+        if "source" in info:  # a saved checkpoint (`base --use-model`), perhaps given a new MLM head
+            warm = info.get("head_warmup")
+            head = ("its own MLM head" if not info.get("new_head_parameters") else
+                    f"new MLM head warmed up alone for {warm['steps']} steps: held-out MLM loss {warm['mlm_loss_before']} -> {warm['mlm_loss_after']}"
+                    if warm else "new MLM head, not warmed up")
+            base_note = f"({info['source']}, {info.get('parameters', 0):,} params; {head})"
         else:
             base_note = (f"({info.get('num_layers')}x{info.get('hidden_size')} {info.get('family')}, {info.get('parameters', 0):,} params, "
                          f"{info.get('objective', 'mlm')} loss {info.get('initial_loss')} -> {info.get('final_loss')} after {info.get('steps')} steps "
@@ -355,9 +363,12 @@ def main() -> None:
     # One results file a dataset, so runs on different datasets can go side by side (one per core).
     stores = {d: work / f"results-{budget}-{d}.json" for d in args.datasets}
     results: Dict[str, dict] = {}
-    for store in stores.values():
-        if store.exists():
-            results.update(json.loads(store.read_text()))
+    for dataset, store in stores.items():
+        for path in [other / store.name for other in args.merge] + [store]:
+            if path.exists():
+                results.update(json.loads(path.read_text()))
+        if args.merge:
+            save(results, dataset, store)
     for seed in [] if args.report_only else args.seeds:
         for dataset in args.datasets:
             corpus = make_corpus(work, dataset, args.train_limit, args.test_limit)
