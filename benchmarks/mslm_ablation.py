@@ -272,7 +272,11 @@ def plot(results: Dict[str, dict], datasets: List[str], seeds: List[int], path: 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    methods = list(METHODS)
+    def ran(name: str) -> bool:
+        return any(f"{d}/{name}/{s}" in results for d in datasets for s in seeds)
+
+    methods = [m for m in METHODS if ran(m)]  # rows never run get no (zero-height) bar
+    peers = [PEER] if ran(PEER) else []
     fig, axes = plt.subplots(2, len(datasets), figsize=(4.8 * len(datasets), 6.4), squeeze=False)
 
     def stats(dataset: str, metric: str, names: List[str]):
@@ -281,8 +285,8 @@ def plot(results: Dict[str, dict], datasets: List[str], seeds: List[int], path: 
 
     for col, dataset in enumerate(datasets):
         ax = axes[0][col]
-        mean, std = stats(dataset, "f1", methods + [PEER])
-        ax.bar(methods + [f"{PEER}\n(peer)"], mean, yerr=std, capsize=4, color=["#4c72b0"] * len(methods) + ["#8c8c8c"])
+        mean, std = stats(dataset, "f1", methods + peers)
+        ax.bar(methods + [f"{p}\n(peer)" for p in peers], mean, yerr=std, capsize=4, color=["#4c72b0"] * len(methods) + ["#8c8c8c"] * len(peers))
         ax.set_title(f"{dataset}: test entity F1")
         ax.set_ylabel("F1 (%)")
         ax = axes[1][col]
