@@ -351,9 +351,13 @@ def main() -> None:
         info = json.loads(base_info.read_text())
         if "source" in info:  # a saved checkpoint (`base --use-model`), perhaps given a new MLM head
             warm = info.get("head_warmup")
-            head = ("its own MLM head" if not info.get("new_head_parameters") else
-                    f"new MLM head warmed up alone for {warm['steps']} steps: held-out MLM loss {warm['mlm_loss_before']} -> {warm['mlm_loss_after']}"
-                    if warm else "new MLM head, not warmed up")
+            if not info.get("new_head_parameters"):
+                head = "its own MLM head"
+            elif warm:
+                head = (f"new MLM head warmed up alone for {warm['steps']} steps: "
+                        f"held-out MLM loss {warm['mlm_loss_before']} -> {warm['mlm_loss_after']}")
+            else:
+                head = "new MLM head, not warmed up"
             base_note = f"({info['source']}, {info.get('parameters', 0):,} params; {head})"
         else:
             base_note = (f"({info.get('num_layers')}x{info.get('hidden_size')} {info.get('family')}, {info.get('parameters', 0):,} params, "
