@@ -22,6 +22,8 @@ give --base; the two processes would otherwise both build it):
 Cells of one dataset can also run side by side, each process with its own --work folder (a
 seed or a method each); `--merge FOLDER ...` then reads the cells those folders finished (same
 base and budgets) into this run's table and results JSON.
+`--elm-rate`, `--blm-rate` and `--weighting` run MSLM with another setting, as its own row (e.g.
+`mslm-elm1-blm0.15`) and its differences to every other row, MSLM with the defaults included.
 
 Without --base, a small BERT (--base-layers x 256, 8000 pieces) is pretrained with uniform MLM
 on the PubMed abstracts for --base-steps steps (at most --base-seconds) and cached; its own MLM
@@ -56,12 +58,28 @@ METHODS: Dict[str, object] = {
     "pmi": ({"@msnr_maskers": "spacy_msnr.pmi_ngram.v1", "rate": 0.15, "max_n": 3, "replacement": "bert"}, "spacy_msnr.unweighted.v1"),
     "mslm": ({"@msnr_maskers": "spacy_msnr.mask_specific.v1", "elm_rate": 0.5, "blm_rate": 0.15, "replacement": "mask"}, "spacy_msnr.softmax_share.v1"),
 }
+#: The MSLM masker every model's DS-term sensitivity is measured with (identical test masks).
+SENSITIVITY_MASKER = dict(METHODS["mslm"][0])
+#: The MSLM setting of the "mslm" row; --elm-rate/--blm-rate/--weighting name a variant row beside it.
+MSLM_DEFAULTS = {"elm_rate": 0.5, "blm_rate": 0.15, "weighting": "spacy_msnr.softmax_share.v1"}
 #: spaCy's CNN ner (no transformer) trained for the same steps: the peer beside every NER figure.
 PEER = "spacy_cnn"
 #: Reported per dataset: test entity F1; probability and top-1 of the gold wordpiece at masked DS-terms; top-1 at generic words.
 METRICS = ("f1", "term_prob", "term_acc", "generic_acc")
 METRIC_NAMES = {"f1": "F1", "term_prob": "term p", "term_acc": "term top-1", "generic_acc": "generic top-1"}
 DIGITS = {"f1": 2, "term_prob": 3, "term_acc": 2, "generic_acc": 2}
+
+
+def add_mslm_variant(elm_rate: float, blm_rate: float, weighting: str) -> str:
+    """Add an MSLM row with other ELM/BLM rates or another weighting to METHODS and return its
+    name, which also names its cells and cached models ("mslm" for the default setting)."""
+    if (elm_rate, blm_rate, weighting) == tuple(MSLM_DEFAULTS.values()):
+        return "mslm"
+    name = f"mslm-elm{elm_rate:g}-blm{blm_rate:g}"
+    if weighting != MSLM_DEFAULTS["weighting"]:
+        name += "-" + weighting.replace("spacy_msnr.", "").rsplit(".v", 1)[0]
+    METHODS[name] = ({**METHODS["mslm"][0], "elm_rate": elm_rate, "blm_rate": blm_rate}, weighting)
+    return name
 
 
 def run(cmd: List[str], log: Path, timeout: Optional[float] = None) -> bool:
@@ -186,7 +204,7 @@ def sensitivity(model_dir: Path, corpus: Path) -> Dict[str, float]:
     from spacy_msnr.mslm.train import encode, read_docs
 
     cfg = Config({"model": {"@architectures": "spacy_msnr.MaskSpecificMLM.v1", "name": str(model_dir),
-                            "masker": METHODS["mslm"][0], "weighting": {"@msnr_weightings": "spacy_msnr.unweighted.v1"}}})
+                            "masker": SENSITIVITY_MASKER, "weighting": {"@msnr_weightings": "spacy_msnr.unweighted.v1"}}})
     model = registry.resolve(cfg)["model"]
     docs = read_docs(corpus / "test.spacy", Vocab())  # already cut to --test-limit by make_corpus
     return ds_term_sensitivity(model, encode(docs, model.attrs["tokenizer"], GoldTerms(), 128), seed=1234)
@@ -237,7 +255,8 @@ def _cell(results: Dict[str, dict], dataset: str, method: str, seed: int, metric
 
 def summarise(results: Dict[str, dict], datasets: List[str], seeds: List[int]) -> List[List[str]]:
     """One row a method and one for the peer: per dataset each of METRICS (mean ± std over seeds),
-    then rows of MSLM minus each baseline, paired by seed (same NER seed, same test masks)."""
+    then rows of MSLM (and of an MSLM variant) minus each baseline, paired by seed (same NER seed,
+    same test masks); a variant's differences that never ran are left out."""
     rows = []
     for method in list(METHODS) + [PEER]:
         row = [f"{PEER} (peer)" if method == PEER else method]
@@ -246,14 +265,17 @@ def summarise(results: Dict[str, dict], datasets: List[str], seeds: List[int]) -
                 row.append(_mean_std([_cell(results, dataset, method, s, metric) for s in seeds if f"{dataset}/{method}/{s}" in results],
                                      digits=DIGITS[metric]))
         rows.append(row)
-    for method in [m for m in METHODS if m != "mslm"]:
-        row = [f"mslm - {method}"]
-        for dataset in datasets:
-            paired = [s for s in seeds if f"{dataset}/mslm/{s}" in results and f"{dataset}/{method}/{s}" in results]
-            for metric in METRICS:
-                row.append(_mean_std([_cell(results, dataset, "mslm", s, metric) - _cell(results, dataset, method, s, metric) for s in paired],
-                                     signed=True, digits=DIGITS[metric]))
-        rows.append(row)
+    for target in [m for m in METHODS if m.startswith("mslm")]:
+        for method in [m for m in METHODS if m != target and (target != "mslm" or not m.startswith("mslm"))]:
+            row, any_paired = [f"{target} - {method}"], False
+            for dataset in datasets:
+                paired = [s for s in seeds if f"{dataset}/{target}/{s}" in results and f"{dataset}/{method}/{s}" in results]
+                any_paired = any_paired or bool(paired)
+                for metric in METRICS:
+                    row.append(_mean_std([_cell(results, dataset, target, s, metric) - _cell(results, dataset, method, s, metric) for s in paired],
+                                         signed=True, digits=DIGITS[metric]))
+            if any_paired or target == "mslm":
+                rows.append(row)
     return rows
 
 
@@ -286,7 +308,7 @@ def plot(results: Dict[str, dict], datasets: List[str], seeds: List[int], path: 
     for col, dataset in enumerate(datasets):
         ax = axes[0][col]
         mean, std = stats(dataset, "f1", methods + peers)
-        ax.bar(methods + [f"{p}\n(peer)" for p in peers], mean, yerr=std, capsize=4, color=["#4c72b0"] * len(methods) + ["#8c8c8c"] * len(peers))
+        ax.bar([m.replace("-", "\n") for m in methods] + [f"{p}\n(peer)" for p in peers], mean, yerr=std, capsize=4, color=["#4c72b0"] * len(methods) + ["#8c8c8c"] * len(peers))
         ax.set_title(f"{dataset}: test entity F1")
         ax.set_ylabel("F1 (%)")
         ax = axes[1][col]
@@ -294,7 +316,7 @@ def plot(results: Dict[str, dict], datasets: List[str], seeds: List[int], path: 
             mean, std = stats(dataset, metric, methods)
             xs = [i + (offset - 0.5) * 0.38 for i in range(len(methods))]
             ax.bar(xs, mean, width=0.38, yerr=std, capsize=3, color=color, label=METRIC_NAMES[metric])
-        ax.set_xticks(range(len(methods)), methods)
+        ax.set_xticks(range(len(methods)), [m.replace("-", "\n") for m in methods])
         ax.set_title(f"{dataset}: top-1 at masked positions (test)")
         ax.set_ylabel("%")
         ax.legend()
@@ -323,6 +345,10 @@ def main() -> None:
     parser.add_argument("--adapt-steps", type=int, default=30, help="optimizer steps of every adaptation (the equal budget)")
     parser.add_argument("--adapt-batch", type=int, default=2048, help="wordpieces per adaptation step")
     parser.add_argument("--adapt-lr", type=float, default=1e-4)
+    parser.add_argument("--elm-rate", type=float, default=MSLM_DEFAULTS["elm_rate"],
+                        help="with --blm-rate/--weighting: other than the defaults, the mslm method runs as a variant row named for them")
+    parser.add_argument("--blm-rate", type=float, default=MSLM_DEFAULTS["blm_rate"])
+    parser.add_argument("--weighting", default=MSLM_DEFAULTS["weighting"], help="registered @msnr_weightings function of the MSLM loss")
     parser.add_argument("--ner-steps", type=int, default=100)
     parser.add_argument("--ner-lr", type=float, default=3e-4, help="peak learning rate of the transformer+ner runs")
     parser.add_argument("--ner-seconds", type=float, default=0,
@@ -338,6 +364,12 @@ def main() -> None:
     parser.add_argument("--work", type=Path, default=ROOT / "benchmarks" / "work" / "mslm_ablation")
     parser.add_argument("--results", type=Path, default=ROOT / "benchmarks" / "results")
     args = parser.parse_args()
+    import spacy_msnr.mslm.loss  # noqa: F401  (registers the weightings)
+    from spacy_msnr.registry import weightings
+
+    weightings.get(args.weighting)  # an unknown name fails here, listing the registered ones
+    variant = add_mslm_variant(args.elm_rate, args.blm_rate, args.weighting)
+    args.methods = [variant if m == "mslm" else m for m in args.methods]
 
     work = args.work
     (work / "logs").mkdir(parents=True, exist_ok=True)
@@ -405,6 +437,7 @@ def main() -> None:
             f"\nbudget: adapt {args.adapt_steps} steps x {args.adapt_batch} wordpieces (lr {args.adapt_lr}), NER {args.ner_steps} steps (lr {args.ner_lr}), "
             f"{args.train_limit or 'all'} train / {args.test_limit or 'all'} dev+test sentences"
             + (f", NER capped at {args.ner_seconds:g} s a run (scored at its best evaluation; steps reached in the results JSON)" if args.ner_seconds else "")
+            + (f"\n{variant}: MSLM with ELM rate {args.elm_rate:g}, BLM rate {args.blm_rate:g}, weighting {args.weighting}" if variant != "mslm" else "")
             + f"\nbase: {base} {base_note}\n")
     print(text + note)
     (args.results / f"mslm_ablation-{budget}.md").write_text(text + note, encoding="utf8")
