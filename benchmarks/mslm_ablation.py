@@ -432,7 +432,7 @@ def main() -> None:
     from wasabi import table
 
     header = ["adaptation"] + [f"{d.replace('-IOB', '')} {METRIC_NAMES[m]}" for d in args.datasets for m in METRICS]
-    text = table(summarise(results, args.datasets, args.seeds), header=header, divider=True)
+    text = table(summarise(results, args.datasets, args.seeds), header=header, divider=True, max_col=60)
     note = (f"\nmean ± std over seeds {args.seeds} (n = seeds finished), in %; 'mslm - X' rows: per-seed differences (same NER seed, same test masks)."
             f"\nbudget: adapt {args.adapt_steps} steps x {args.adapt_batch} wordpieces (lr {args.adapt_lr}), NER {args.ner_steps} steps (lr {args.ner_lr}), "
             f"{args.train_limit or 'all'} train / {args.test_limit or 'all'} dev+test sentences"
