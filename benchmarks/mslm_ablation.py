@@ -61,7 +61,7 @@ METHODS: Dict[str, object] = {
 #: The MSLM masker every model's DS-term sensitivity is measured with (identical test masks).
 SENSITIVITY_MASKER = dict(METHODS["mslm"][0])
 #: The MSLM setting of the "mslm" row; --elm-rate/--blm-rate/--weighting name a variant row beside it.
-MSLM_DEFAULTS = {"elm_rate": 0.5, "blm_rate": 0.15, "weighting": "spacy_msnr.softmax_share.v1"}
+MSLM_DEFAULTS = {"elm_rate": SENSITIVITY_MASKER["elm_rate"], "blm_rate": SENSITIVITY_MASKER["blm_rate"], "weighting": METHODS["mslm"][1]}
 #: spaCy's CNN ner (no transformer) trained for the same steps: the peer beside every NER figure.
 PEER = "spacy_cnn"
 #: Reported per dataset: test entity F1; probability and top-1 of the gold wordpiece at masked DS-terms; top-1 at generic words.
