@@ -298,6 +298,7 @@ def plot(results: Dict[str, dict], datasets: List[str], seeds: List[int], path: 
         return any(f"{d}/{name}/{s}" in results for d in datasets for s in seeds)
 
     methods = [m for m in METHODS if ran(m)]  # rows never run get no (zero-height) bar
+    labels = [m.replace("-", "\n") for m in methods]  # variant names on several lines
     peers = [PEER] if ran(PEER) else []
     fig, axes = plt.subplots(2, len(datasets), figsize=(4.8 * len(datasets), 6.4), squeeze=False)
 
@@ -308,7 +309,7 @@ def plot(results: Dict[str, dict], datasets: List[str], seeds: List[int], path: 
     for col, dataset in enumerate(datasets):
         ax = axes[0][col]
         mean, std = stats(dataset, "f1", methods + peers)
-        ax.bar([m.replace("-", "\n") for m in methods] + [f"{p}\n(peer)" for p in peers], mean, yerr=std, capsize=4, color=["#4c72b0"] * len(methods) + ["#8c8c8c"] * len(peers))
+        ax.bar(labels + [f"{p}\n(peer)" for p in peers], mean, yerr=std, capsize=4, color=["#4c72b0"] * len(methods) + ["#8c8c8c"] * len(peers))
         ax.set_title(f"{dataset}: test entity F1")
         ax.set_ylabel("F1 (%)")
         ax = axes[1][col]
@@ -316,7 +317,7 @@ def plot(results: Dict[str, dict], datasets: List[str], seeds: List[int], path: 
             mean, std = stats(dataset, metric, methods)
             xs = [i + (offset - 0.5) * 0.38 for i in range(len(methods))]
             ax.bar(xs, mean, width=0.38, yerr=std, capsize=3, color=color, label=METRIC_NAMES[metric])
-        ax.set_xticks(range(len(methods)), [m.replace("-", "\n") for m in methods])
+        ax.set_xticks(range(len(methods)), labels)
         ax.set_title(f"{dataset}: top-1 at masked positions (test)")
         ax.set_ylabel("%")
         ax.legend()
