@@ -1,4 +1,4 @@
-"""Shared fixtures: paths to the real corpora and tiny locally built models."""
+"""Shared fixtures: the committed corpus slices in tests/fixtures and tiny locally built models."""
 import json
 import os
 from pathlib import Path
@@ -11,23 +11,20 @@ import util  # tests/util.py
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
-ROOT = Path(__file__).resolve().parent.parent
-DATA = Path(os.environ.get("MSNR_SHARED_DATA", ROOT.parent / "shared" / "data"))
-
 
 @pytest.fixture(scope="session")
 def data_dir() -> Path:
-    """The shared corpora (../shared/data, or $MSNR_SHARED_DATA)."""
-    if not (DATA / "blurb").is_dir():
-        raise FileNotFoundError(f"Shared data not found at {DATA}; set MSNR_SHARED_DATA to its folder")
-    return DATA
+    """Small committed slices of the real corpora, laid out like the project's assets
+    (blurb/, crossner/, pubmed/); tests/fixtures/README.md gives their sources and sizes.
+    The same everywhere: the tests never read a corpus outside the repository."""
+    return util.FIXTURES
 
 
 @pytest.fixture(scope="session")
 def pubmed_texts(data_dir: Path) -> List[str]:
-    """The first 300 PubMed abstracts, enough to train a tiny tokenizer."""
+    """The 60 PubMed abstracts of the fixture slice (about 12,000 words), enough to train a tiny tokenizer."""
     with (data_dir / "pubmed" / "abstracts.jsonl").open(encoding="utf8") as f:
-        return [json.loads(line)["text"] for _, line in zip(range(300), f)]
+        return [json.loads(line)["text"] for line in f]
 
 
 @pytest.fixture(scope="session")

@@ -46,9 +46,17 @@ def train_tiny_ner(data_dir: Path, path: Path) -> Path:
 
 def write_corpus(data_dir: Path, folder: Path, n_docs: int, n_shards: int, malformed: bool = True) -> List[Path]:
     """`n_docs` PubMed abstracts in `n_shards` JSONL files; with `malformed`, shard 1 gets a
-    broken line at line 3 and a record without text at line 5."""
+    broken line at line 3 and a record without text at line 5. Past the 60 abstracts of the
+    fixture slice they come round again under new ids (`<id>-1`, `<id>-2`, ...)."""
     with (data_dir / "pubmed" / "abstracts.jsonl").open(encoding="utf8") as f:
-        lines = [line.rstrip("\n") for _, line in zip(range(n_docs), f)]
+        abstracts = [line.rstrip("\n") for line in f]
+    lines = []
+    for i in range(n_docs):
+        round_, line = i // len(abstracts), abstracts[i % len(abstracts)]
+        if round_:
+            record = json.loads(line)
+            line = json.dumps({**record, "id": f"{record['id']}-{round_}"})
+        lines.append(line)
     folder.mkdir(parents=True, exist_ok=True)
     size = -(-n_docs // n_shards)
     paths = []

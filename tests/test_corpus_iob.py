@@ -11,7 +11,9 @@ from spacy_msnr.corpus.iob import IOBFormatError, doc_to_iob, iob_to_docs, read_
 
 
 @pytest.mark.parametrize(
-    "relpath", ["blurb/NCBI-disease-IOB/test.tsv", "blurb/BC5CDR-IOB/devel.tsv", "crossner/politics/train.txt"]
+    "relpath",
+    # slices of the real files (tests/fixtures); conll2003 has runs of blank lines between documents
+    ["blurb/NCBI-disease-IOB/test.tsv", "blurb/BC5CDR-IOB/devel.tsv", "crossner/politics/train.txt", "crossner/conll2003/train.txt"],
 )
 def test_real_files_round_trip(data_dir, relpath):
     path = data_dir / relpath
@@ -25,9 +27,15 @@ def test_real_files_round_trip(data_dir, relpath):
         assert doc_to_iob(doc) == sentence.tags
 
 
-def test_ncbi_counts_match_data_readme(data_dir):
-    docs = iob_to_docs(data_dir / "blurb/NCBI-disease-IOB/train.tsv", Vocab())
-    assert (len(docs), sum(len(d) for d in docs), sum(len(d.ents) for d in docs)) == (5424, 135701, 5134)
+def test_ncbi_counts_match_the_fixture_readme(data_dir):
+    """Sentences / tokens / mentions of the NCBI-disease training slice, as tests/fixtures/README.md
+    states them and as a plain reading of the file's lines counts them."""
+    path = data_dir / "blurb/NCBI-disease-IOB/train.tsv"
+    docs = iob_to_docs(path, Vocab())
+    lines = path.read_text(encoding="utf8").split("\n")
+    starts = sum(1 for i, line in enumerate(lines) if line and (i == 0 or not lines[i - 1]))
+    raw = (starts, sum(1 for line in lines if line), sum(1 for line in lines if line.split("\t")[-1].startswith("B-")))
+    assert (len(docs), sum(len(d) for d in docs), sum(len(d.ents) for d in docs)) == raw == (300, 7260, 290)
 
 
 def test_n_sents_groups_sentences(data_dir):

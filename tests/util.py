@@ -1,9 +1,13 @@
 """Small helpers shared by the tests (imported as `from util import ...`)."""
+from pathlib import Path
 from typing import List, Sequence, Tuple
 
 from spacy.language import Language
 from spacy.tokens import Doc, Span
 from spacy.training import Example
+
+#: Committed slices of the real corpora (see tests/fixtures/README.md), laid out like assets/.
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
 
 #: (text with space-separated tokens, [(start token, end token, label), ...])
 Annotated = Tuple[str, Sequence[Tuple[int, int, str]]]
