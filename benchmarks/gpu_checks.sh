@@ -60,7 +60,7 @@ for seed in ${SEEDS:-0 1 2}; do for m in ${METHODS:-none uniform span pmi mslm};
 done; done
 (
   s=$(date +%s)
-  timeout 100 python -m spacy_msnr pretrain configs/mslm.cfg --output /tmp/chain/mslm --paths.train corpus/train.spacy \
+  timeout 100 python -m spacy_msnr mslm configs/mslm.cfg /tmp/chain/mslm --paths.train corpus/train.spacy \
     --paths.dev corpus/dev.spacy --paths.base_model /tmp/m/minilm-mlm --paths.unlabeled "$MSNR_SHARED_DATA/pubmed/abstracts.jsonl" \
     --training.max_steps ${CHAIN_MSLM_STEPS:-2000} --training.optimizer.learn_rate 0.0001 --model.ner_weight 1.0 --gpu-id $GPU \
     > /tmp/chain-mslm.log 2>&1

@@ -131,11 +131,11 @@ def make_corpus(work: Path, dataset: str, train_limit: int, test_limit: int) -> 
 
 
 def make_base(work: Path, args: argparse.Namespace) -> Path:
-    """The cached uniform-MLM base (built by `python -m spacy_msnr base` on PubMed abstracts)."""
+    """The cached uniform-MLM base (built by `python -m spacy_msnr init-base` on PubMed abstracts)."""
     base = work / base_name(args)
     if not (base / "config.json").exists():
         print(f"building the base model ({args.base_steps} MLM steps on PubMed abstracts) ...", flush=True)
-        run([sys.executable, "-m", "spacy_msnr", "base", str(base), str(DATA / "pubmed" / "abstracts.jsonl"),
+        run([sys.executable, "-m", "spacy_msnr", "init-base", str(base), str(DATA / "pubmed" / "abstracts.jsonl"),
              "--layers", str(args.base_layers), "--batch-size", str(args.base_batch_size), "--learning-rate", str(args.base_lr),
              "--max-steps", str(args.base_steps), "--max-seconds", str(args.base_seconds), "--gpu-id", str(args.gpu_id),
              "--resume"], work / "base.log")
@@ -152,7 +152,7 @@ def with_mlm_head(work: Path, base: Path, args: argparse.Namespace) -> Path:
     out = work / f"{base_tag(base)}-mlm-w{args.base_warmup_steps}"
     if not (out / "config.json").exists():
         print(f"adding an MLM head to {base} ({args.base_warmup_steps} head-only warm-up steps) ...", flush=True)
-        run([sys.executable, "-m", "spacy_msnr", "base", str(out), str(DATA / "pubmed" / "abstracts.jsonl"),
+        run([sys.executable, "-m", "spacy_msnr", "init-base", str(out), str(DATA / "pubmed" / "abstracts.jsonl"),
              "--use-model", str(base), "--warmup-steps", str(args.base_warmup_steps)], work / "base-head.log")
     return out
 

@@ -28,7 +28,7 @@ def output_ids(folder):
 def test_killed_run_resumes_and_writes_each_id_once(tiny_ner, data_dir, tmp_path):
     paths = write_corpus(data_dir, tmp_path / "in", 160, 8)
     out = tmp_path / "out"
-    command = [sys.executable, "-m", "spacy_msnr", "annotate", tiny_ner, str(tmp_path / "in"), "--output", str(out), "--batch-size", "4", "--no-progress"]
+    command = [sys.executable, "-m", "spacy_msnr", "annotate", tiny_ner, str(tmp_path / "in"), str(out), "--batch-size", "4", "--no-progress"]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 300
@@ -59,7 +59,7 @@ def test_rerun_skips_overwrite_redoes_and_formats(tiny_ner, data_dir, tmp_path):
     assert (again.docs, again.skipped) == (0, 2)
     with pytest.raises(ShardMismatchError, match="format 'jsonl', this run has 'parquet'"):
         annotate(tiny_ner, inputs, out, progress=False)
-    result = CliRunner().invoke(app, ["annotate", tiny_ner, *inputs, "--output", str(out), "--overwrite", "--no-progress"])
+    result = CliRunner().invoke(app, ["annotate", tiny_ner, *inputs, str(out), "--force", "--no-progress"])
     assert result.exit_code == 0, result.output
     assert "30 docs" in result.output and sorted(p.name for p in out.iterdir()) == ["_shards", "errors.jsonl", "manifest.json", "part-0.parquet", "part-1.parquet"]
     assert sorted(output_ids(out)) == sorted(valid_records(paths))

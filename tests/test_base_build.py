@@ -16,7 +16,7 @@ SIZES = dict(vocab_size=600, hidden_size=32, num_layers=2, num_heads=2, max_posi
 @pytest.fixture(scope="module")
 def text_file(tmp_path_factory, pubmed_texts):
     path = tmp_path_factory.mktemp("text") / "abstracts.jsonl"
-    path.write_text("\n".join(json.dumps({"text": t}) for t in pubmed_texts[:120]), encoding="utf8")
+    path.write_text("\n".join(json.dumps({"text": t}) for t in pubmed_texts), encoding="utf8")  # 60 abstracts
     return path
 
 
@@ -81,7 +81,7 @@ def test_window_mean_weights_each_logged_loss_by_its_steps():
 def test_causal_family_from_cli(tmp_path, text_file):
     out = tmp_path / "causal"
     result = CliRunner().invoke(app, [
-        "base", str(out), str(text_file), "--arch", "causal", "--family", "qwen2", "--vocab-size", "600",
+        "init-base", str(out), str(text_file), "--arch", "causal", "--family", "qwen2", "--vocab-size", "600",
         "--hidden-size", "32", "--layers", "1", "--heads", "2", "--max-steps", "3", "--block-size", "64",
     ])
     assert result.exit_code == 0, result.output
@@ -92,15 +92,20 @@ def test_causal_family_from_cli(tmp_path, text_file):
 def test_use_model_saves_an_existing_checkpoint(tmp_path, tiny_model_dir):
     source = tiny_model_dir("bert")
     out = tmp_path / "base"
-    result = CliRunner().invoke(app, ["base", str(out), "unused.jsonl", "--use-model", str(source)])
+    result = CliRunner().invoke(app, ["init-base", str(out), "unused.jsonl", "--use-model", str(source)])
     assert result.exit_code == 0, result.output
     a = AutoModelForMaskedLM.from_pretrained(source).state_dict()
     b = AutoModelForMaskedLM.from_pretrained(out).state_dict()
     assert all(torch.equal(a[k], b[k]) for k in a)
-    result = CliRunner().invoke(app, ["base", str(tmp_path / "x"), "unused.jsonl", "--use-model", str(tiny_model_dir("llama"))])
-    assert result.exit_code != 0 and not (tmp_path / "x").exists()
-    result = CliRunner().invoke(app, ["base", str(tmp_path / "x"), "none.jsonl", "--arch", "masked", "--family", "llama"])
+    result = CliRunner().invoke(app, ["init-base", str(tmp_path / "x"), "unused.jsonl", "--use-model", str(tiny_model_dir("llama"))])
+    assert result.exit_code == 1 and "Traceback" not in result.output and not (tmp_path / "x").exists()
+    result = CliRunner().invoke(app, ["init-base", str(tmp_path / "x"), "none.jsonl", "--arch", "masked", "--family", "llama"])
     assert result.exit_code == 1 and "not a masked family" in result.output
+    result = CliRunner().invoke(app, ["init-base", str(tmp_path / "x"), "none.jsonl", "--arch", "encoder"])
+    assert result.exit_code == 2 and "'encoder' is not one of" in result.output  # choices are checked by the parser
+    # the old name still works, and says what to use instead
+    result = CliRunner().invoke(app, ["base", str(tmp_path / "x"), "none.jsonl", "--arch", "masked", "--family", "llama"])
+    assert result.exit_code == 1 and "`base` is deprecated" in result.output and "not a masked family" in result.output
 
 
 def test_empty_corpus_is_an_error(tmp_path):

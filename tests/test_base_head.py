@@ -76,7 +76,7 @@ def test_warm_up_is_for_masked_lms_only(tmp_path, tiny_model_dir, text_file):
 
 def test_cli_warmup_reports_the_loss(tmp_path, encoder_dir, text_file, one_torch_thread):
     out = tmp_path / "mlm"
-    result = CliRunner().invoke(app, ["base", str(out), str(text_file), "--use-model", str(encoder_dir),
+    result = CliRunner().invoke(app, ["init-base", str(out), str(text_file), "--use-model", str(encoder_dir),
                                       "--warmup-steps", "5", "--warmup-blocks", "16"])
     assert result.exit_code == 0, result.output
     assert "held-out MLM loss" in result.output and "New LM-head parameters" in result.output

@@ -148,16 +148,20 @@ def test_empty_corpus_and_missing_paths_are_errors(tiny_model_dir, tmp_path):
 
 
 def test_cli_takes_overrides_and_reports_bad_rates(corpus, tiny_model_dir, tmp_path):
-    import spacy_msnr.cli.pretrain  # noqa: F401
-    from spacy_msnr.cli._app import app
+    from spacy_msnr.cli import app
 
-    base = ["pretrain", str(DEFAULT_CONFIG), "--paths.train", str(corpus / "train.spacy"),
-            "--paths.base_model", str(tiny_model_dir("bert")), "--training.max_steps", "2", "--training.max_length", "64"]
-    result = CliRunner().invoke(app, base + ["--output", str(tmp_path / "ok")])
+    overrides = ["--paths.train", str(corpus / "train.spacy"), "--paths.base_model", str(tiny_model_dir("bert")),
+                 "--training.max_steps", "2", "--training.max_length", "64"]
+    result = CliRunner().invoke(app, ["mslm", str(DEFAULT_CONFIG), str(tmp_path / "ok"), *overrides])
     assert result.exit_code == 0, result.output
     assert json.loads((tmp_path / "ok" / "mslm_log.json").read_text())["steps"] == 2
-    result = CliRunner().invoke(app, base + ["--output", str(tmp_path / "bad"), "--model.masker.elm_rate", "1.5"])
-    assert result.exit_code == 1 and "elm_rate must be within [0, 1]" in result.output
+    result = CliRunner().invoke(app, ["mslm", str(DEFAULT_CONFIG), str(tmp_path / "bad"), *overrides, "--model.masker.elm_rate", "1.5"])
+    assert result.exit_code == 1 and "elm_rate must be within [0, 1]" in result.output and "Traceback" not in result.output
+    # the old name still runs, with its old --output option, and says what to use instead
+    result = CliRunner().invoke(app, ["pretrain", str(DEFAULT_CONFIG), *overrides, "--output", str(tmp_path / "old")])
+    assert result.exit_code == 0, result.output
+    assert "deprecated" in result.output and "mslm CONFIG" in " ".join(result.output.split())
+    assert json.loads((tmp_path / "old" / "mslm_log.json").read_text())["steps"] == 2
 
 
 def test_gradient_accumulation_and_joint_tagging_head(corpus, tiny_model_dir, tmp_path):

@@ -29,7 +29,7 @@ def test_atomic_write_bytes(tmp_path):
 
 
 def test_registered_functions_resolve_through_entry_points():
-    """Every name declared in setup.py's entry points loads (as spacy.load would, without --code)."""
+    """Every name declared in pyproject.toml's entry points loads (as spacy.load would, without --code)."""
     from importlib.metadata import entry_points
 
     groups = ["spacy_factories", "spacy_architectures", "thinc_msnr_terms", "thinc_msnr_maskers",

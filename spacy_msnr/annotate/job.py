@@ -71,11 +71,23 @@ def annotate(
     num_actors: int = 1,
     gpus_per_actor: float = 0.0,
     progress: bool = True,
+    gpu_id: int = -1,
+    code_path: Optional[Path] = None,
 ) -> Summary:
     """Annotate every document of `inputs` with `model` into `output` (see the writer module for
-    the exactly-once layout); returns this run's Summary."""
+    the exactly-once layout); returns this run's Summary. `code_path` (a Python file of registered
+    functions) is imported before the pipeline loads; `gpu_id` is the local engine's GPU."""
     if engine not in ENGINES:
         raise ValueError(f"engine must be one of {ENGINES}, got {engine!r}")
+    if engine == "ray":
+        try:
+            import ray  # noqa: F401
+        except ImportError:
+            raise ImportError('--engine ray needs the ray extra: pip install "spacy-msnr[ray]"') from None
+    if code_path is not None:
+        from spacy.cli._util import import_code
+
+        import_code(code_path)
     started, clock = datetime.now(timezone.utc), time.perf_counter()
     shards = find_shards(inputs, txt_files_per_shard)
     folder = OutputFolder(output, format, docbin, pipeline_id(model))
@@ -90,11 +102,11 @@ def annotate(
     elif engine == "local":
         from .local import run_local
 
-        rows = run_local(model, chunks, n_process=n_process, **common)
+        rows = run_local(model, chunks, n_process=n_process, gpu_id=gpu_id, **common)
     else:
         from .ray_engine import run_ray
 
-        rows = run_ray(model, chunks, address=address, num_actors=num_actors, gpus_per_actor=gpus_per_actor, progress=progress, **common)
+        rows = run_ray(model, chunks, code_path=code_path, address=address, num_actors=num_actors, gpus_per_actor=gpus_per_actor, progress=progress, **common)
     if progress and engine == "local":
         rows = _progress(rows, sum(c.size for c in chunks))
     ran = {s.name for s in todo}

@@ -11,6 +11,7 @@ started); "auto" or "ray://..." joins an existing cluster, whose nodes must be a
 `model` (an installed package or a path on shared storage) and read the input paths.
 """
 from itertools import islice
+from pathlib import Path
 from typing import Any, Dict, Iterator, List, Optional, Sequence
 
 from .readers import Chunk, Row, read_chunk
@@ -28,9 +29,13 @@ def _out_schema() -> Any:
 class PipelineActor:
     """A Ray Data actor: loads the pipeline once, then reads and annotates chunks."""
 
-    def __init__(self, model: str, batch_size: int, max_length: Optional[int], keep_docs: bool, use_gpu: bool):
+    def __init__(self, model: str, batch_size: int, max_length: Optional[int], keep_docs: bool, use_gpu: bool, code_path: Optional[str] = None):
         import spacy
 
+        if code_path:
+            from spacy.cli._util import import_code
+
+            import_code(code_path)
         if use_gpu:
             spacy.require_gpu()
         self.nlp = spacy.load(model)
@@ -56,6 +61,7 @@ def run_ray(
     batch_size: int = 64,
     max_length: Optional[int] = None,
     keep_docs: bool = False,
+    code_path: Optional[Path] = None,
     address: Optional[str] = None,
     num_actors: int = 1,
     gpus_per_actor: float = 0.0,
@@ -78,7 +84,7 @@ def run_ray(
         ds = ray.data.from_items(items, override_num_blocks=max(1, len(items)))
         ds = ds.map_batches(
             PipelineActor,
-            fn_constructor_args=(model, batch_size, max_length, keep_docs, gpus_per_actor > 0),
+            fn_constructor_args=(model, batch_size, max_length, keep_docs, gpus_per_actor > 0, str(code_path) if code_path else None),
             batch_size=1,
             batch_format="pyarrow",
             concurrency=num_actors,

