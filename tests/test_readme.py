@@ -1,4 +1,4 @@
-"""Every ```ini block of README.md is a valid piece of a thinc config for this package."""
+"""Every ```ini block of README.md and docs/*.md is a valid piece of a thinc config for this package."""
 import re
 from pathlib import Path
 from typing import Any, Iterator, List, Tuple
@@ -9,11 +9,17 @@ from thinc.api import Config
 
 import spacy_msnr  # noqa: F401  (registers the package's functions)
 
-README = Path(__file__).resolve().parent.parent / "README.md"
+ROOT = Path(__file__).resolve().parent.parent
+PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 
 
 def ini_blocks(text: str) -> List[str]:
     return re.findall(r"^```ini\n(.*?)^```", text, flags=re.S | re.M)
+
+
+def all_ini_blocks() -> List[Tuple[str, str]]:
+    """(page, block) of every ```ini block of the README and the docs."""
+    return [(page.relative_to(ROOT).as_posix(), block) for page in PAGES for block in ini_blocks(page.read_text(encoding="utf8"))]
 
 
 def as_config(block: str) -> Config:
@@ -35,18 +41,18 @@ def strings(value: Any, path: str = "") -> Iterator[Tuple[str, str]]:
         yield path, value
 
 
-def test_readme_has_ini_blocks():
-    assert ini_blocks(README.read_text(encoding="utf8"))
+def test_docs_have_ini_blocks():
+    assert all_ini_blocks()
 
 
-@pytest.mark.parametrize("index", range(len(ini_blocks(README.read_text(encoding="utf8")))))
-def test_readme_ini_block_parses_without_comments_in_values(index):
-    block = ini_blocks(README.read_text(encoding="utf8"))[index]
+@pytest.mark.parametrize("index", range(len(all_ini_blocks())))
+def test_ini_block_parses_without_comments_in_values(index):
+    page, block = all_ini_blocks()[index]
     config = as_config(block)
-    assert config, f"README ini block {index} parsed to nothing"
+    assert config, f"{page}: ini block parsed to nothing"
     # thinc configs have no inline comments: "x = 'a'  # note" makes the comment part of a value
     for path, value in strings(config):
-        assert "#" not in value, f"README ini block {index}: {path} = {value!r} holds a '#' comment"
+        assert "#" not in value, f"{page}: ini block: {path} = {value!r} holds a '#' comment"
     # every registered function it names exists and takes the arguments it is given
     registry.fill(config, validate=True)
 

@@ -1,0 +1,907 @@
+"""Render the generated tables of README.md, docs/*.md and ARCHITECTURE.md from their sources.
+
+Every table of figures in the documentation sits between `<!-- table:NAME -->` and
+`<!-- /table:NAME -->`. This script renders each NAME from the benchmarks' committed outputs in
+`benchmarks/results/` (their JSON, or the Markdown a benchmark wrote where it wrote no JSON),
+from `project.yml` and from the package itself (pinned models, factory defaults, commands), and
+writes it in place. Nothing between the markers is typed by hand; edit the source and re-run.
+
+    python benchmarks/render_tables.py            # rewrite every generated block
+    python benchmarks/render_tables.py --check    # exit 1, naming file and block, if one differs
+    python benchmarks/render_tables.py --root DIR # another copy of the repository
+
+A source that no longer holds what a block reads (a renamed file, a reworded results note) stops
+the script with the file and the pattern it looked for.
+"""
+import argparse
+import json
+import re
+import statistics
+import sys
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tuple
+
+import srsly
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = "benchmarks/results"
+#: The files whose blocks are rendered (globs, relative to the root).
+TARGETS = ("README.md", "ARCHITECTURE.md", "docs/*.md")
+BLOCK = re.compile(r"<!-- table:(?P<name>[\w:.-]+) -->\n(?P<body>.*?)<!-- /table:(?P=name) -->", re.S)
+OPENING = re.compile(r"<!-- table:([\w:.-]+) -->")
+
+
+class SourceError(RuntimeError):
+    """A source lacks what a block reads from it."""
+
+
+# -- reading sources ------------------------------------------------------------------------------
+class Sources:
+    """The repository's files, read once."""
+
+    def __init__(self, root: Path):
+        self.root = root
+
+    @lru_cache(maxsize=None)
+    def text(self, rel: str) -> str:
+        path = self.root / rel
+        if not path.exists():
+            raise SourceError(f"{rel}: not found")
+        return path.read_text(encoding="utf8")
+
+    @lru_cache(maxsize=None)
+    def json(self, rel: str) -> Any:
+        return json.loads(self.text(rel))
+
+    @lru_cache(maxsize=None)
+    def project(self) -> Dict[str, Any]:
+        return srsly.yaml_loads(self.text("project.yml"))
+
+    def result(self, name: str) -> str:
+        return self.text(f"{RESULTS}/{name}")
+
+    def find(self, rel: str, pattern: str, group: int = 1, flags: int = 0, text: Optional[str] = None, flat: bool = False) -> str:
+        """Group `group` of the first match of `pattern` in `rel` (or in `text`, a part of it), its
+        whitespace runs collapsed; `flat`: match the text with its line breaks as spaces."""
+        text = self.text(rel) if text is None else text
+        match = re.search(pattern, " ".join(text.split()) if flat else text, flags)
+        if not match:
+            raise SourceError(f"{rel}: no match for {pattern!r}")
+        return " ".join(match.group(group).split())
+
+
+def md_tables(text: str) -> List[List[List[str]]]:
+    """Every Markdown table of `text` as rows of cells (header first, the --- row left out)."""
+    tables, current = [], []
+    for line in text.splitlines() + [""]:
+        if line.startswith("|"):
+            cells = [c.strip() for c in line.strip().strip("|").split("|")]
+            if not all(re.fullmatch(r":?-+:?", c) for c in cells):
+                current.append(cells)
+        elif current:
+            tables.append(current)
+            current = []
+    return tables
+
+
+def table_after(src: Sources, rel: str, heading: str) -> List[List[str]]:
+    """The first Markdown table after the first line that starts with `heading`."""
+    text = src.text(rel)
+    at = text.find(heading)
+    if at < 0:
+        raise SourceError(f"{rel}: no {heading!r}")
+    tables = md_tables(text[at:])
+    if not tables:
+        raise SourceError(f"{rel}: no table after {heading!r}")
+    return tables[0]
+
+
+def fixed_width_block(src: Sources, rel: str, first_word: str = "adaptation") -> List[List[str]]:
+    """Rows of the first fixed-width table (columns 2+ spaces apart, a ---- rule) starting with `first_word`."""
+    for block in re.findall(r"```\n(.*?)```", src.text(rel), re.S):
+        lines = [line.rstrip() for line in block.strip("\n").splitlines()]
+        if lines and lines[0].startswith(first_word):
+            rows = []
+            for line in lines:
+                if not line.strip():
+                    break
+                if not set(line.replace(" ", "")) <= {"-"}:
+                    rows.append(re.split(r"\s{2,}", line.strip()))
+            return rows
+    raise SourceError(f"{rel}: no fixed-width table starting with {first_word!r}")
+
+
+# -- formatting -------------------------------------------------------------------------------------
+def cell(text: Any) -> str:
+    """A table cell from plain text: `|` escaped, and `<`/`>` outside code spans as entities."""
+    parts = str(text).split("`")
+    for i, part in enumerate(parts):
+        part = part.replace("|", "\\|")
+        parts[i] = part if i % 2 else part.replace("<", "&lt;").replace(">", "&gt;")
+    return "`".join(parts)
+
+
+def table(header: Sequence[str], rows: Iterable[Sequence[Any]], align: Optional[str] = None) -> str:
+    """A Markdown table; `align` holds one of l/r per column (default: all left)."""
+    rule = ["---:" if a == "r" else "---" for a in (align or "l" * len(header))]
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join(rule) + "|"]
+    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def mean_std(values: Sequence[float], digits: int = 2, signed: bool = False, of: Optional[int] = None) -> str:
+    """'mean ± sample std' ('(n = k)' added when fewer than `of` values); '–' for none."""
+    if not values:
+        return "–"
+    sign = "+" if signed else ""
+    mean = statistics.mean(values)
+    if len(values) == 1:
+        out = f"{mean:{sign}.{digits}f}"
+    else:
+        out = f"{mean:{sign}.{digits}f} ± {statistics.stdev(values):.{digits}f}"
+    if of is not None and len(values) < of:
+        out += f" (n = {len(values)})"
+    return out.replace("-", "−")
+
+
+def signed(value: float, digits: int = 2) -> str:
+    return f"{value:+.{digits}f}".replace("-", "−")
+
+
+def note(*parts: str) -> str:
+    """A caption line under a table."""
+    return "\n\n" + " ".join(p.strip() for p in parts if p)
+
+
+def source_link(name: str, prefix: str) -> str:
+    return f"[`{name}`]({prefix}{RESULTS}/{name})"
+
+
+# -- the blocks -------------------------------------------------------------------------------------
+Renderer = Callable[[Sources, str, str], str]
+RENDERERS: Dict[str, Renderer] = {}
+
+
+def block(name: str) -> Callable[[Renderer], Renderer]:
+    def register(func: Renderer) -> Renderer:
+        RENDERERS[name] = func
+        return func
+
+    return register
+
+
+def render(src: Sources, name: str, rel_file: str) -> str:
+    """The body of block `name` in the file `rel_file` (links are relative to that file)."""
+    base, _, arg = name.partition(":")
+    if base not in RENDERERS:
+        raise SourceError(f"{rel_file}: unknown generated block {name!r} (known: {', '.join(sorted(RENDERERS))})")
+    prefix = "../" * rel_file.count("/")
+    return RENDERERS[base](src, arg, prefix).rstrip("\n") + "\n"
+
+
+# The `all` workflow and spaCy's CNN on NCBI-disease ---------------------------------------------------
+def _all_workflow(src: Sources) -> Dict[str, Any]:
+    rel = f"{RESULTS}/all_workflow_minilm.md"
+    rows = md_tables(src.text(rel))[0]
+    return {
+        "rel": rel,
+        "rows": rows,
+        "machine": src.find(rel, r"the (quiet [^,]+, [^,]+ CPU workplace machine), no GPU", flat=True),
+        "date": src.find(rel, r"(\d{4}-\d\d-\d\d)"),
+        "wall": src.find(rel, r"(\d+ min \d+ s) wall"),
+        "rss": src.find(rel, r"peak RSS ([\d.]+ GB)"),
+    }
+
+
+def _crossner(src: Sources) -> Dict[str, Any]:
+    rel = f"{RESULTS}/fewshot_crossner.md"
+    data = src.json(f"{RESULTS}/fewshot_crossner.json")
+    cells = {(r["target"], r["k"], r["row"]): r for r in data["rows"]}
+    return {
+        "settings": data["settings"],
+        "cells": cells,
+        "domains": sorted({r["target"] for r in data["rows"]}, key=["politics", "science", "ai"].index),
+        "machine": src.find(rel, r"on (a \d+-core CPU[^.;]*)"),
+        "threads": src.find(rel, r"with (OMP_NUM_THREADS=\d+)"),
+        "source": src.find(rel, r"Source stage of the source_\* rows: (.+?), last losses"),
+        "target": src.find(rel, r"Target stage of source_full[^:]*: (.+?) \(fresh"),
+    }
+
+
+def _f(row: Optional[Dict[str, Any]]) -> str:
+    return "–" if row is None else f"{row['f_mean']:.2f} ± {row['f_std']:.2f}"
+
+
+@block("headline")
+def headline(src: Sources, arg: str, prefix: str) -> str:
+    run = _all_workflow(src)
+    names = {r[0]: r for r in run["rows"][1:]}
+    package = next(r for name, r in names.items() if name.startswith("en_"))
+    cnn = names["spacy_cnn_ner"]
+    few = _crossner(src)
+    s = few["settings"]
+    k = min(k for _, k, _ in few["cells"])
+
+    def per_domain(row: str) -> str:
+        return " / ".join(_f(few["cells"].get((d, k, row))) for d in few["domains"])
+
+    domains = " / ".join(few["domains"])
+    rows = [
+        ["NCBI-disease, full training split", f"**`{package[0]}`**: all-MiniLM-L6-v2 adapted with MSLM, spacy-transformers + `ner`", f"**{package[3]}**"],
+        ["", "spaCy's CNN `ner` (efficiency config), same data, early stopping", cnn[3]],
+        [f"CrossNER {domains}, {s['n_way']}-way {k}-shot", "**`fewshot_ner`** (SmolLM2-135M-Instruct) after the conll2003 source stage", f"**{per_domain('source_full')}**"],
+        ["", "spaCy's CNN `ner` trained on the same support set", per_domain("spacy_ner")],
+        ["", "spaCy's CNN `ner` trained on the source corpus first, then on the support set (the fair peer of the source stage)",
+         per_domain("spacy_ner_source") if any(r == "spacy_ner_source" for *_, r in few["cells"]) else "**not measured yet**"],
+        ["", "`fewshot_ner` on the support set alone (no source stage)", per_domain("full")],
+        ["", "zero-shot SmolLM2-135M-Instruct", per_domain("zero_shot")],
+    ]
+    out = table(["test set", "pipeline", "F1"], rows)
+    source = re.search(r"^(\w+) \(.*?(\d+ updates of \d+ at lr [\d.]+)", few["source"])
+    if not source:
+        raise SourceError(f"{RESULTS}/fewshot_crossner.md: no 'N updates of B at lr X' in the source-stage note")
+    return out + note(
+        f"NCBI-disease: one run (no spread measured) of `spacy project run all` with its defaults, {run['date']},",
+        f"on the {run['machine']}, no GPU; entity-level F1 of `spacy evaluate` on the test split.",
+        f"CrossNER: micro-F1 mean ± std over {next(iter(few['cells'].values()))['episodes']} episodes a domain, the same support sets",
+        f"and {s['query_limit']} seeded test sentences for every row; source stage: {source.group(1)}, {source.group(2)}; {few['machine']}.",
+        f"Budgets, repeated runs and every other row: [docs/benchmarks.md]({prefix}docs/benchmarks.md).",
+    )
+
+
+@block("all-workflow")
+def all_workflow(src: Sources, arg: str, prefix: str) -> str:
+    run = _all_workflow(src)
+    header, *rows = run["rows"]
+    return table(header, rows, "l" + "r" * (len(header) - 1)) + note(
+        f"One run of `python -m spacy project run all .` with the committed defaults on a clean clone, {run['date']}:",
+        f"the {run['machine']}, no GPU, default threads; {run['wall']} wall, peak RSS {run['rss']}.",
+        "P/R/F1 and words/s are `spacy evaluate`'s on the test split.",
+        f"Source: {source_link('all_workflow_minilm.md', prefix)}.",
+    )
+
+
+@block("ner-runs")
+def ner_runs(src: Sources, arg: str, prefix: str) -> str:
+    rel = f"{RESULTS}/ner_budget_minilm.md"
+    section = "## 2026-11-27: batching"
+    header, *rows = table_after(src, rel, section)
+    keep = [header.index(h) for h in ("run", "base given to `transformer`", "batches", "test P", "test R", "test F1", "train wall s")]
+    body = [[r[i].replace("**", "") for i in keep] for r in rows]
+    text = src.text(rel)
+    machine = src.find(rel, r"Machine: (.+?)\n\n", flags=re.S)
+    runs = src.find(rel, r"Runs \((.+?)\):", text=text[text.find(section):])
+    return table([header[i] for i in keep], body, "lllrrrr") + note(
+        f"Machine: {machine}", f"Runs: {runs}.", f"Source: {source_link('ner_budget_minilm.md', prefix)}.",
+    )
+
+
+@block("ner-baselines")
+def ner_baselines(src: Sources, arg: str, prefix: str) -> str:
+    data = src.json(f"{RESULTS}/ner_baselines.json")
+    rel = f"{RESULTS}/ner_baselines.md"
+    rows = [[r["pipeline"], f"{r['train_minutes']:.1f}", f"{r['P']:.2f}", f"{r['R']:.2f}", f"{r['F1']:.2f}"] for r in data["rows"]]
+    adapted = src.find(rel, r"\((head warm-up[^)]*)\)")
+    seeds = src.find(rel, r"(Seed \d+, all three rows)")
+    date = src.find(rel, r"Run (\d{4}-\d\d-\d\d)")
+    machine = src.find(rel, r"Run \d{4}-\d\d-\d\d on (the .+?) \(no GPU\)", flat=True)
+    threads = src.find(rel, r"\(no GPU\), (one torch thread .+?job beside it)", flat=True)
+    return table(["pipeline", "train min", "P", "R", "F1"], rows, "lrrrr") + note(
+        f"{data['dataset']} test split; transformer rows: {data['trf_steps']} steps at a peak learning rate of {data['trf_lr']}",
+        f"(`configs/ner_trf.cfg`); the adapted row reads the `all` workflow's `training/mslm` ({adapted}).",
+        f"{seeds}; run {date} on {machine}, no GPU, {threads}.",
+        f"Speed is left out here: the `all` workflow's table measures it. Source: {source_link('ner_baselines.json', prefix)}.",
+    )
+
+
+# MSLM ablations -------------------------------------------------------------------------------------
+ABLATION_FILES = (
+    "mslm_ablation_minilm_ncbi.json", "mslm_ablation_minilm_ncbi_elm1.json", "mslm_ablation_minilm_ncbi_invfreq.json",
+    "mslm_ablation_minilm_bc5cdr.json", "mslm_ablation_minilm_bc5cdr_elm1.json",
+)
+DATASETS = {"NCBI-disease-IOB": "NCBI-disease", "BC5CDR-IOB": "BC5CDR"}
+#: Row names of the ablation's methods (its result keys), in table order; MSLM variants after them.
+BASELINES = {
+    "none": "no adaptation (the warmed base)",
+    "uniform": "uniform MLM",
+    "span": "span masking",
+    "pmi": "PMI n-gram masking",
+    "mslm": "MSLM (the settings of `configs/mslm.cfg`)",
+}
+
+
+def method_label(method: str) -> str:
+    """A row name: the baselines by name, a variant from its key (mslm-elm<rate>-blm<rate>[-<weighting>])."""
+    if method in BASELINES:
+        return BASELINES[method]
+    match = re.fullmatch(r"mslm-elm([\d.]+)-blm([\d.]+)(?:-(\w+))?", method)
+    if not match:
+        raise SourceError(f"unknown ablation method {method!r}")
+    elm, blm, weighting = match.groups()
+    return f"MSLM, ELM rate {elm}, BLM rate {blm}" + (f", {weighting.replace('_', '-')} weighting" if weighting else "")
+
+
+def methods_of(cells) -> List[str]:
+    found = {method for _, method, _ in cells}
+    return [m for m in BASELINES if m in found] + sorted(found - set(BASELINES))
+METRICS = {"f1": ("F1", lambda c: c["ner"]["f1"]), "term": ("term top-1", lambda c: 100 * c["sens"]["term_acc"]),
+           "generic": ("generic top-1", lambda c: 100 * c["sens"]["generic_acc"])}
+
+
+def _cells(src: Sources, files: Sequence[str]) -> Dict[Tuple[str, str, int], Dict[str, Any]]:
+    """(dataset, method, seed) -> cell, merged over result files (the same cell in two files is one run)."""
+    cells = {}
+    for name in files:
+        for key, value in src.json(f"{RESULTS}/{name}").items():
+            dataset, method, seed = key.rsplit("/", 2)
+            cells[(dataset, method, int(seed))] = value
+    return cells
+
+
+def _seeds(cells) -> List[int]:
+    return sorted({seed for _, _, seed in cells})
+
+
+def _ablation_table(cells, datasets: Sequence[str], metrics: Sequence[str], methods: Sequence[str], versus: str) -> str:
+    seeds = _seeds(cells)
+    header = ["adaptation"] + [f"{DATASETS[d]} {METRICS[m][0]}" for d in datasets for m in metrics]
+    rows = []
+    for method in methods:
+        row = [method_label(method)]
+        for d in datasets:
+            for m in metrics:
+                values = [METRICS[m][1](cells[(d, method, s)]) for s in seeds if (d, method, s) in cells]
+                row.append(mean_std(values, of=len(seeds)) if values else "not run")
+        rows.append(row)
+    for method in methods:
+        if method == versus or not method.startswith("mslm"):
+            continue
+        row = [f"**{method_label(method).split(' (')[0]} − {method_label(versus)}** (paired by seed)"]
+        for d in datasets:
+            for m in metrics:
+                paired = [s for s in seeds if (d, method, s) in cells and (d, versus, s) in cells]
+                diffs = [METRICS[m][1](cells[(d, method, s)]) - METRICS[m][1](cells[(d, versus, s)]) for s in paired]
+                text = mean_std(diffs, signed=True, of=len(seeds)) if diffs else "not run"
+                row.append(f"**{text}**" if m == "f1" and diffs else text)
+        rows.append(row)
+    return table(header, rows, "l" + "r" * (len(header) - 1))
+
+
+def _ablation_notes(src: Sources, files: Sequence[str], prefix: str) -> str:
+    mds = [f"{RESULTS}/{f[:-5]}.md" for f in files]
+    budgets: Dict[str, List[str]] = {}
+    variants: List[str] = []
+    for rel in mds:
+        dataset = src.find(rel, r"^adaptation\s+(.+?) F1", flags=re.M)
+        names = budgets.setdefault(src.find(rel, r"^budget: (.+)$", flags=re.M), [])
+        if dataset not in names:
+            names.append(dataset)
+        variant = re.search(r"^mslm-[^:\n]+: (MSLM with .+)$", src.text(rel), re.M)
+        if variant and variant.group(1) not in variants:
+            variants.append(variant.group(1))
+    base = src.find(mds[0], r"^base: [^(]*\((.+)\)$", flags=re.M)
+    machine = src.find(mds[0], r"Machine: ([^;]+);")
+    threads = src.find(mds[0], r"Machine: [^;]+; (one torch thread a process)")
+    seeds = src.find(mds[0], r"mean ± std over (seeds \[[\d, ]+\])")
+    return note(
+        "Budget:", "; ".join(f"{' and '.join(names)}: {budget}" for budget, names in budgets.items()) + ".",
+        ("Variants: " + "; ".join(variants) + ".") if variants else "",
+        f"Base: {base}. Machine: {machine}, {threads}.",
+        f"Mean ± std over {seeds}, in %; – or not run: no such cell; term top-1: top-1 accuracy of the gold wordpiece at masked",
+        "DS-terms of the test text (the same masks for every model); generic top-1: the same at the other masked wordpieces.",
+        "Sources: " + ", ".join(source_link(f, prefix) for f in files) + ".",
+    )
+
+
+@block("mslm-ablation-minilm")
+def mslm_ablation_minilm(src: Sources, arg: str, prefix: str) -> str:
+    cells = _cells(src, ABLATION_FILES)
+    methods = methods_of(cells)
+    return _ablation_table(cells, list(DATASETS), ["f1", "term"], methods, "uniform") + _ablation_notes(src, ABLATION_FILES, prefix)
+
+
+@block("mslm-ablation-per-seed")
+def mslm_ablation_per_seed(src: Sources, arg: str, prefix: str) -> str:
+    cells = _cells(src, ABLATION_FILES)
+    methods = methods_of(cells)
+    rows = []
+    for dataset in DATASETS:
+        for seed in sorted({k[2] for k in cells if k[0] == dataset}):
+            row = [DATASETS[dataset], seed]
+            row += [f"{cells[(dataset, m, seed)]['ner']['f1']:.2f}" if (dataset, m, seed) in cells else "–" for m in methods]
+            if (dataset, "mslm", seed) in cells and (dataset, "uniform", seed) in cells:
+                row.append(signed(cells[(dataset, "mslm", seed)]["ner"]["f1"] - cells[(dataset, "uniform", seed)]["ner"]["f1"]))
+            else:
+                row.append("–")
+            rows.append(row)
+    header = ["test set", "seed"] + [method_label(m).split(" (")[0] for m in methods] + ["MSLM − uniform MLM"]
+    return table(header, rows, "lr" + "r" * (len(header) - 2)) + note(
+        "Test F1 of `model-best` per seed, the same runs as the table above; – : not run.",
+    )
+
+
+@block("mslm-ablation-gpu")
+def mslm_ablation_gpu(src: Sources, arg: str, prefix: str) -> str:
+    files = ("mslm_ablation_minilm_gpu.json",)
+    rel = f"{RESULTS}/mslm_ablation_minilm_gpu.md"
+    cells = _cells(src, files)
+    dataset = "NCBI-disease-IOB"
+    methods = methods_of(cells)
+    seeds = _seeds(cells)
+    out = _ablation_table(cells, [dataset], ["f1", "term", "generic"], methods, "uniform")
+    steps = "; ".join(f"{m}: " + "/".join(str(cells[(dataset, m, s)]["ner"]["best_step"]) for s in seeds) for m in methods)
+    machine = src.find(rel, r"Machine: (one NVIDIA [^,]+)")
+    side = src.find(rel, r"(Fifteen processes side by side)").lower()
+    command = src.find(rel, r"each `(benchmarks/mslm_ablation\.py.+?)`", flags=re.S)
+    return out + note(
+        f"Machine: {machine}; {side}, one per (seed, adaptation), each `{command}`.",
+        "**The NER runs were cut by time, not steps**: test F1 is that of the best dev evaluation reached, at NER step",
+        f"{steps} (seeds {'/'.join(map(str, seeds))}), so the F1 column compares runs of unequal length; the step-matched dev F1 below is the fair F1 comparison.",
+        f"Source: {source_link('mslm_ablation_minilm_gpu.json', prefix)}.",
+    )
+
+
+@block("mslm-ablation-gpu-dev")
+def mslm_ablation_gpu_dev(src: Sources, arg: str, prefix: str) -> str:
+    rel = f"{RESULTS}/mslm_ablation_minilm_gpu.md"
+    heading = src.find(rel, r"## (Step-matched: .+)")
+    header, *rows = table_after(src, rel, "## Step-matched")
+    return table(header, rows, "l" + "r" * (len(header) - 1)) + note(
+        f"{heading}, the same runs as the table above. Source: {source_link('mslm_ablation_minilm_gpu.md', prefix)}.",
+    )
+
+
+@block("mslm-ablation-small-bert")
+def mslm_ablation_small_bert(src: Sources, arg: str, prefix: str) -> str:
+    rel = f"{RESULTS}/mslm_ablation.md"
+    header, *rows = fixed_width_block(src, rel)
+    keep = [i for i, h in enumerate(header) if i == 0 or h.endswith(("F1", "term p", "term top-1"))]
+    body = [[r[i] if i < len(r) else "–" for i in keep] for r in rows]
+    body = [[("–" if c == "-" else re.sub(r" \(n=\d+\)", "", c).replace("-", "−")) if j else c for j, c in enumerate(r)] for r in body]
+    budget = src.find(rel, r"^budget: (.+)$", flags=re.M)
+    base = src.find(rel, r"^base: \S+ \((.+)\)$", flags=re.M)
+    seeds = src.find(rel, r"mean ± std over (seeds \[[\d, ]+\])")
+    machine = src.find(rel, r"Machine: ([^;]+);")
+    return table([header[i] for i in keep], body, "l" + "r" * (len(keep) - 1)) + note(
+        f"Budget: {budget}. Base: {base}, pretrained here on the PubMed abstracts only.",
+        f"Mean ± std over {seeds}, in %; `spacy_cnn (peer)`: spaCy's CNN `ner` for the same NER steps.",
+        f"Machine: {machine}. Source: {source_link('mslm_ablation.md', prefix)}.",
+    )
+
+
+@block("head-warmup")
+def head_warmup(src: Sources, arg: str, prefix: str) -> str:
+    rel = f"{RESULTS}/ner_budget_minilm.md"
+    section = "## 2026-11-28: the head warm-up"
+    header, *rows = table_after(src, rel, section)
+    text = src.text(rel)[src.text(rel).find(section):]
+    setting = src.find(rel, r"The same MSLM adaptation \((.+?)\) and NER\s+\((.+?)\)", text=text)
+    ner = src.find(rel, r"The same MSLM adaptation \(.+?\) and NER\s+\((.+?)\)", text=text)
+    threads = src.find(rel, r"--no-peer`, (one thread, two jobs side by side)", text=text)
+    machine = src.find(rel, r"Machine: ([^;]+);")
+    return table(header, rows, "l" + "r" * (len(header) - 1)) + note(
+        f"MiniLM with its new MLM head warmed up alone or not, then the same MSLM adaptation ({setting}) and NER ({ner}),",
+        f"NCBI-disease; {machine}, {threads}. Source: {source_link('ner_budget_minilm.md', prefix)}.",
+    )
+
+
+@block("mslm-throughput")
+def mslm_throughput(src: Sources, arg: str, prefix: str) -> str:
+    runs = [("mslm_throughput_minilm.md", r"Machine: (.+?)\.\s"), ("mslm_ablation_minilm_gpu.md", r"Machine: (one NVIDIA [^,]+)")]
+    rows, commands = [], []
+    for name, machine in runs:
+        rel = f"{RESULTS}/{name}"
+        speed = re.search(r"wordpieces/s \(wall\)\s+MSLM ([\d,]+) \| uniform MLM \(same layers\) ([\d,]+) \| plain HF uniform MLM ([\d,]+)", src.text(rel))
+        if not speed:
+            raise SourceError(f"{rel}: no 'wordpieces/s (wall)' line")
+        uniform = src.find(rel, r"ratio MSLM / uniform MLM \(same layers\) = ([\d.]+ wall, [\d.]+ CPU)")
+        plain = src.find(rel, r"ratio MSLM / plain HF uniform MLM\s+= ([\d.]+ wall, [\d.]+ CPU)")
+        rows.append([src.find(rel, machine), *speed.groups(), uniform, plain])
+        command = src.find(rel, r"`((?:OMP_NUM_THREADS=\d+ python )?benchmarks/mslm_throughput\.py[^`]*)`")
+        commands.append(f"`{command}`")
+    header = ["machine", "MSLM wordpieces/s", "uniform MLM, same layers", "plain HF uniform MLM", "MSLM / uniform", "MSLM / plain HF"]
+    caveat = src.find(f"{RESULTS}/mslm_throughput_minilm.md", r"(Short run[^\n]*)")
+    return table(header, rows, "lrrrll") + note(
+        "all-MiniLM-L6-v2 with its new MLM head, batches of NCBI-disease training text, the objectives' steps interleaved in one run;",
+        f"wall (and CPU) ratios. Commands: {' and '.join(commands)}.",
+        f"CPU row: {caveat[0].lower()}{caveat[1:]}",
+        f"Sources: {source_link('mslm_throughput_minilm.md', prefix)}, {source_link('mslm_ablation_minilm_gpu.md', prefix)}.",
+    )
+
+
+# Few-shot -----------------------------------------------------------------------------------------
+CROSSNER_ROWS = {
+    "spacy_ner": "spaCy's CNN `ner` on the same support set",
+    "spacy_ner_source": "spaCy's CNN `ner` trained on the source corpus first, then on the support set",
+    "zero_shot": "zero-shot SmolLM2",
+    "full": "`fewshot_ner` on the support set alone (full method)",
+    "no_contrastive": "support set alone, without the contrastive loss",
+    "no_fgm": "support set alone, without FGM",
+    "source_zero": "source stage only, no episode update",
+    "source_full": "**source stage + full method**",
+    "source_no_contrastive": "source stage + episodes without the contrastive loss",
+    "source_no_fgm": "source stage + episodes without FGM",
+}
+
+
+@block("fewshot-crossner")
+def fewshot_crossner(src: Sources, arg: str, prefix: str) -> str:
+    few = _crossner(src)
+    s = few["settings"]
+    ks = sorted({k for _, k, _ in few["cells"]})
+    found = {row for _, _, row in few["cells"]}
+    labels = {**CROSSNER_ROWS, **{row: f"`{row}`" for row in sorted(found - set(CROSSNER_ROWS))}}
+    rows = []
+    for k in ks:
+        for row, label in labels.items():
+            if any((d, k, row) in few["cells"] for d in few["domains"]):
+                rows.append([label, k] + [_f(few["cells"].get((d, k, row))) for d in few["domains"]])
+    missing = [f"{label} (`{row}`)" for row, label in CROSSNER_ROWS.items() if row not in found]
+    return table(["row", "K"] + few["domains"], rows, "lr" + "r" * len(few["domains"])) + note(
+        f"{s['n_way']}-way K-shot CrossNER episodes, micro-F1 mean ± std over {next(iter(few['cells'].values()))['episodes']} episodes",
+        f"(– : not run); the same support sets and the same {s['query_limit']} seeded test sentences for every row.",
+        f"Base: `{Path(s['base_model']).name}`; {s['steps']} updates of {s['batch_size']} support sentences an episode",
+        f"at lr {s['lr']}, LoRA r {s['lora_r']}, `prompt_format` {s['prompt_format']}, `negative_rate` {s['negative_rate']}, seed {s['seed']};",
+        f"spaCy's `ner`: {s['ner_steps']} updates. Source stage (source_* rows): {few['source']}; episodes after it: {few['target']}.",
+        f"Machine: {few['machine']}, {few['threads']}. Source: {source_link('fewshot_crossner.json', prefix)}",
+        f"(times and memory per row: {source_link('fewshot_crossner.md', prefix)}).",
+        ("**Not measured yet:** " + "; ".join(missing) + ".") if missing else "",
+    )
+
+
+@block("fewshot-workflow")
+def fewshot_workflow(src: Sources, arg: str, prefix: str) -> str:
+    rel = f"{RESULTS}/fewshot_workflow.md"
+    pairs = src.find(rel, r"Per episode \(fewshot_ner / spaCy `ner`[^)]*\):\s*(.+?)\.\s", flags=re.S)
+    episodes = [p.split(" / ") for p in pairs.split(", ")]
+    rows = []
+    for i, (name, pattern) in enumerate([("`fewshot_ner` (source stage, then the episodes)", r"fewshot_ner\s+micro-F1 over \d+ episodes: (.+)"),
+                                         ("spaCy's CNN `ner`, same episodes", r"spaCy ner\s+micro-F1 over \d+ episodes: (.+)")]):
+        rows.append([name] + [e[i] for e in episodes] + [src.find(rel, pattern)])
+    header = ["pipeline"] + [f"episode {j + 1}" for j in range(len(episodes))] + ["micro-F1 mean ± std (min, max)"]
+    date = src.find(rel, r"(\d{4}-\d\d-\d\d)")
+    source = src.find(rel, r"fewshot_source\s+\((.+?)\)", flags=re.S)
+    episodes_run = src.find(rel, r"fewshot_eval\s+\((.+?)\)", flags=re.S)
+    machine = src.find(rel, r"Machine: ([^;]+);")
+    wall = src.find(rel, r"wall=\d+s\s+\(([\d.]+ min)\)")
+    return table(header, rows, "l" + "r" * (len(header) - 1)) + note(
+        f"`spacy project run fewshot` with its defaults, {date}: source stage ({source}), then {episodes_run}.",
+        f"Machine: {machine}; {wall} wall with SmolLM2 already fetched. Source: {source_link('fewshot_workflow.md', prefix)}.",
+    )
+
+
+@block("fewshot-prompt-format")
+def fewshot_prompt_format(src: Sources, arg: str, prefix: str) -> str:
+    rel = f"{RESULTS}/fewshot_probe.md"
+    heading = "## Prompt format"
+    header, *rows = table_after(src, rel, heading)
+    keep = [i for i, h in enumerate(header) if not h.startswith("zero-shot")]
+    text = src.text(rel)[src.text(rel).find(heading):]
+    setting = src.find(rel, r"## Prompt format: [^(]*\((.+?)\)", text=text)
+    same = src.find(rel, r"Same settings as `fewshot_crossner.md`, (.+?):", text=text)
+    return table([header[i] for i in keep], [[r[i] for i in keep] for r in rows], "l" + "r" * (len(keep) - 1)) + note(
+        f"`fewshot_ner`, {setting}; the settings of the CrossNER table with {same}.",
+        f"Source: {source_link('fewshot_probe.md', prefix)}.",
+    )
+
+
+# annotate and the command line ----------------------------------------------------------------------
+@block("annotate-scaling")
+def annotate_scaling(src: Sources, arg: str, prefix: str) -> str:
+    rel = f"{RESULTS}/annotate_scaling.md"
+    header, *rows = md_tables(src.text(rel))[0]
+    corpus = src.find(rel, r"^# annotate scaling: (.+)$", flags=re.M)
+    pipeline = src.find(rel, r"Pipeline: (.+?)\. Machine")
+    machine = src.find(rel, r"Machine: (.+?)\.\n")
+    method = src.find(rel, r"(Each row is end to end.+?)\n")
+    same = src.find(rel, r"(Same entities in every row: \w+\.)")
+    return table(header, rows, "l" + "r" * (len(header) - 1)) + note(
+        f"{corpus}. Pipeline: {pipeline}. Machine: {machine}.", method, same,
+        f"Source: {source_link('annotate_scaling.md', prefix)}.",
+    )
+
+
+@block("cli-startup")
+def cli_startup(src: Sources, arg: str, prefix: str) -> str:
+    data = src.json(f"{RESULTS}/cli_startup.json")
+    goal = src.find("benchmarks/cli_startup.py", r"goal <= ([\d.]+)")
+    rows = [[f"`python -m {name}`", f"{statistics.median(values):.2f}", f"{min(values):.2f}", f"{max(values):.2f}", len(values)]
+            for name, values in data["seconds"].items()]
+    return table(["command", "median s", "min s", "max s", "runs"], rows, "lrrrr") + note(
+        f"Ratio of the medians, `spacy_msnr` / `spacy`: **{data['ratio']:.2f}** (goal: at most {goal}).",
+        f"Runs alternate between the two commands after one warm-up each; Python {data['python']}, {data['machine']}.",
+        f"Source: {source_link('cli_startup.json', prefix)} (`python benchmarks/cli_startup.py --output {RESULTS}/cli_startup.json`).",
+    )
+
+
+@block("cli")
+def cli(src: Sources, arg: str, prefix: str) -> str:
+    import typer
+
+    from spacy_msnr.cli import app
+
+    group = typer.main.get_command(app)
+    rows = []
+    for info in app.registered_commands:
+        if info.hidden:
+            continue
+        command = group.commands[info.name]
+        args = []
+        for param in command.params:
+            if param.param_type_name == "argument":
+                name = param.name.upper() + ("..." if param.nargs == -1 else "")
+                args.append(name if param.required else f"[{name}]")
+        summary = " ".join((command.help or "").split("\n\n")[0].split())
+        rows.append([f"`{info.name}`", f"`{' '.join(args)}`" if args else "", cell(summary)])
+    return table(["command", "arguments", "what it does"], rows) + note(
+        "`python -m spacy_msnr COMMAND --help` lists every option. Required outputs are positional (as spaCy's `OUTPUT_DIR`);",
+        "optional extra outputs are `--output`/`-o`. A user's error prints `✘ message` without a traceback.",
+    )
+
+
+# project.yml ----------------------------------------------------------------------------------------
+#: Meanings of the vars that project.yml gives no comment of their own (no figures here: those live in project.yml).
+VAR_MEANINGS = {
+    "dataset": "the BLURB NER set (`BC5CDR-IOB`, `BC5CDR-chem-IOB`, `BC5CDR-disease-IOB` after `python -m spacy_msnr assets . --extra`)",
+    "blurb_commit": "commit of `cambridgeltl/MTL-Bioinformatics-2016` the BLURB files are pinned to",
+    "crossner_commit": "commit of `zliucr/CrossNER` the CrossNER files are pinned to",
+    "pubmed_commit": "commit of `spyysalo/jnlpba` the PubMed abstracts are pinned to",
+    "base_family": "model family of a locally built base (`base_model local`)",
+    "base_max_steps": "pretraining steps of a locally built base",
+    "base_max_seconds": "wall-clock budget of that pretraining",
+    "mslm_lr": "peak learning rate of the MSLM adaptation",
+    "train_steps": "updates of transformer + `ner` (`configs/ner_trf.cfg`, batches of `spacy.batch_by_padded.v1`)",
+    "learn_rate": "peak learning rate of transformer + `ner`",
+    "gpu_id": "GPU for every step that trains or predicts (negative: the CPU)",
+    "fewshot_domain": "CrossNER target domain of the `fewshot` workflow (`politics`, `science`, `ai`, …)",
+    "fewshot_n_way": "entity types per episode",
+    "fewshot_k_shot": "mentions per type in a support set",
+    "fewshot_episodes": "episodes sampled",
+    "fewshot_batch_size": "support sentences per update",
+    "fewshot_query_limit": "test sentences scored per episode (a fixed seeded sample)",
+    "fewshot_negative_rate": "share of the \"none\" instructions each episode update keeps (comment above `fewshot_lr`)",
+    "fewshot_source_batch_size": "sentences per source-stage update",
+    "fewshot_source_lr": "learning rate of the source stage",
+    "fewshot_eval_base": "the model the episodes start from (`training/base_causal`: no source stage)",
+    "package_name": "the wheel is `en_<package_name>-<package_version>`",
+    "package_version": "the wheel's version",
+}
+
+
+def _var_comments(src: Sources) -> Dict[str, str]:
+    """Each var's comment: the comment lines directly above it in project.yml."""
+    lines = src.text("project.yml").splitlines()
+    start = lines.index("vars:")
+    comments, pending = {}, []
+    for line in lines[start + 1:]:
+        if line and not line.startswith(" "):
+            break
+        stripped = line.strip()
+        if stripped.startswith("#"):
+            pending.append(stripped.lstrip("#").strip())
+        elif ":" in stripped:
+            name = stripped.split(":", 1)[0]
+            if pending:
+                comments[name] = " ".join(pending)
+            pending = []
+        else:
+            pending = []
+    return comments
+
+
+def _value(value: Any) -> str:
+    return f'`"{value}"`' if isinstance(value, str) else f"`{json.dumps(value)}`"
+
+
+@block("vars")
+def project_vars(src: Sources, arg: str, prefix: str) -> str:
+    variables = src.project()["vars"]
+    comments = _var_comments(src)
+    stale = sorted(set(VAR_MEANINGS) - set(variables))
+    missing = sorted(v for v in variables if v not in comments and v not in VAR_MEANINGS)
+    if stale or missing:
+        raise SourceError(f"project.yml: vars without a meaning {missing}, meanings of vars it no longer has {stale} "
+                          "(benchmarks/render_tables.py VAR_MEANINGS)")
+    rows = [[f"`{name}`", _value(value), cell(comments.get(name) or VAR_MEANINGS[name])] for name, value in variables.items()]
+    return table(["var", "default", "meaning (project.yml's comment above it, where it has one)"], rows) + note(
+        "Override any of them after the project folder: `python -m spacy project run all . --vars.NAME VALUE`.",
+    )
+
+
+@block("workflows")
+def workflows(src: Sources, arg: str, prefix: str) -> str:
+    return "\n".join(f"- `{name}`: " + " → ".join(f"`{step}`" for step in steps) for name, steps in src.project()["workflows"].items())
+
+
+def _paths(paths: Sequence[str]) -> str:
+    return ", ".join(f"`{p}`" for p in paths) if paths else "–"
+
+
+@block("steps")
+def steps(src: Sources, arg: str, prefix: str) -> str:
+    project = src.project()
+    if arg not in project["workflows"]:
+        raise SourceError(f"project.yml: no workflow {arg!r}")
+    commands = {c["name"]: c for c in project["commands"]}
+    rows = [[f"`{name}`", cell(commands[name].get("help", "")), _paths(commands[name].get("deps", [])), _paths(commands[name].get("outputs", []))]
+            for name in project["workflows"][arg]]
+    return table(["step", "what it does", "reads", "writes"], rows)
+
+
+def _override(src: Sources, step: str, option: str) -> Optional[str]:
+    """The value `step`'s script passes to `option`, its ${vars.X} replaced by the default (None: not passed)."""
+    commands = {c["name"]: c for c in src.project()["commands"]}
+    for line in commands[step]["script"]:
+        match = re.search(rf"(?:^|\s){re.escape(option)} (\S+)", line)
+        if match:
+            value = re.sub(r"\$\{vars\.(\w+)\}", lambda m: str(src.project()["vars"][m.group(1)]), match.group(1))
+            return value.strip("'\"")
+    return None
+
+
+def _config(src: Sources, rel: str) -> Dict[str, Any]:
+    from thinc.api import Config
+
+    return Config().from_str(src.text(rel), interpolate=False)
+
+
+def _lookup(config: Dict[str, Any], dotted: str) -> Any:
+    value: Any = config
+    for key in dotted.split("."):
+        value = value[key]
+    if isinstance(value, dict):
+        return next(v for k, v in value.items() if k.startswith("@"))
+    return value
+
+
+def _shown(value: Any) -> str:
+    if value is None:
+        return "–"
+    return f"`{json.dumps(value) if not isinstance(value, str) else value}`"
+
+
+#: settings tables: (setting, factory default key, config key, {workflow step: option that sets it}).
+SETTINGS = {
+    "mslm": ("configs/mslm.cfg", None, [
+        ("joint tagging head λ", None, "model.ner_weight", {"mslm": "--model.ner_weight"}),
+        ("adaptation steps", None, "training.max_steps", {"mslm": "--training.max_steps"}),
+        ("peak learning rate", None, "training.optimizer.learn_rate", {"mslm": "--training.optimizer.learn_rate"}),
+        ("wordpieces per batch", None, "training.batch_size", {"mslm": "--training.batch_size"}),
+        ("ELM rate (share of a sentence's DS-terms masked)", None, "model.masker.elm_rate", {"mslm": "--model.masker.elm_rate"}),
+        ("BLM rate (other wordpieces)", None, "model.masker.blm_rate", {"mslm": "--model.masker.blm_rate"}),
+        ("masker", None, "model.masker", {}),
+        ("weighting", None, "model.weighting", {}),
+        ("DS-terms", None, "terms", {}),
+    ]),
+    "fewshot": ("configs/fewshot.cfg", "fewshot_ner", [
+        ("`negative_rate`", "negative_rate", "components.fewshot_ner.negative_rate",
+         {"fewshot-source": "--components.fewshot_ner.negative_rate", "fewshot-eval": "--components.fewshot_ner.negative_rate"}),
+        ("learning rate", None, "training.optimizer.learn_rate",
+         {"fewshot-source": "--training.optimizer.learn_rate", "fewshot-eval": "--training.optimizer.learn_rate"}),
+        ("updates (`fewshot-eval`: per episode)", None, "training.max_steps", {"fewshot-source": "--training.max_steps", "fewshot-eval": "--steps"}),
+        ("sentences per update", None, "training.batcher.size", {"fewshot-source": "--training.batcher.size", "fewshot-eval": "--batch-size"}),
+        ("`max_new_tokens`", "max_new_tokens", "components.fewshot_ner.max_new_tokens",
+         {"fewshot-source": "--components.fewshot_ner.max_new_tokens", "fewshot-eval": "--components.fewshot_ner.max_new_tokens"}),
+        ("`train_batch_size`", "train_batch_size", "components.fewshot_ner.train_batch_size", {}),
+        ("`prompt_format`", "prompt_format", "components.fewshot_ner.prompt_format", {}),
+        ("base model", None, "paths.base_model", {"fewshot-source": "--paths.base_model", "fewshot-eval": "--paths.base_model"}),
+    ]),
+}
+
+
+@block("settings")
+def settings(src: Sources, arg: str, prefix: str) -> str:
+    rel, factory, rows_spec = SETTINGS[arg]
+    config = _config(src, rel)
+    steps = sorted({step for *_, options in rows_spec for step in options}, key=[c["name"] for c in src.project()["commands"]].index)
+    defaults: Dict[str, Any] = {}
+    if factory:
+        import spacy_msnr.fewshot.component  # noqa: F401  (registers the factory)
+        from spacy.language import Language
+
+        defaults = Language.get_factory_meta(factory).default_config
+    header = ["setting"] + ([f"`{factory}` factory default"] if factory else []) + [f"`{rel}`"] + [f"workflow step `{s}`" for s in steps]
+    rows = []
+    for label, factory_key, key, options in rows_spec:
+        row = [label] + ([_shown(defaults.get(factory_key)) if factory_key else "–"] if factory else [])
+        row.append(_shown(_lookup(config, key)))
+        for step in steps:
+            value = _override(src, step, options[step]) if step in options else None
+            row.append(f"`{value}`" if value is not None else "(config)")
+        rows.append(row)
+    sources = ("the factory, " if factory else "") + f"`{rel}` and project.yml's scripts"
+    return table(header, rows) + note(
+        f"Read from {sources} (their `${{vars.…}}` at their defaults); (config): the step does not override the config's value.",
+    )
+
+
+@block("workflow-time")
+def workflow_time(src: Sources, arg: str, prefix: str) -> str:
+    run = _all_workflow(src)
+    rel = f"{RESULTS}/fewshot_workflow.md"
+    rows = [
+        ["`all`", run["wall"], run["rss"], f"the {run['machine']}, no GPU", run["date"], source_link("all_workflow_minilm.md", prefix)],
+        ["`fewshot`", src.find(rel, r"wall=\d+s\s+\(([\d.]+ min)\)"), "–", src.find(rel, r"Machine: ([^;]+);"),
+         src.find(rel, r"(\d{4}-\d\d-\d\d)"), source_link("fewshot_workflow.md", prefix)],
+    ]
+    return table(["workflow", "wall", "peak RSS", "machine", "date", "source"], rows) + note(
+        "One run each with the defaults of that date, in a clean clone, the base models already fetched into `assets/models`.",
+    )
+
+
+@block("models")
+def models(src: Sources, arg: str, prefix: str) -> str:
+    from spacy_msnr.base.pypi import PYPI_MODELS
+
+    variables = src.project()["vars"]
+    rows = []
+    for spec in PYPI_MODELS.values():
+        users = [f"`vars.{name}`" for name, value in variables.items() if value == f"assets/models/{spec.name}"]
+        rows.append([f"`{spec.name}`", f"`{spec.package}=={spec.version}` (sha256 `{spec.sha256[:8]}…{spec.sha256[-5:]}`)",
+                     cell(spec.model), spec.license, ", ".join(users) or "–"])
+    return table(["name", "wheel (pinned)", "model", "licence", "default of"], rows) + note(
+        "From `spacy_msnr.base.pypi.PYPI_MODELS`.",
+    )
+
+
+# -- driver -----------------------------------------------------------------------------------------
+def target_files(root: Path) -> List[Path]:
+    files: List[Path] = []
+    for pattern in TARGETS:
+        files += sorted(root.glob(pattern))
+    return files
+
+
+def process(root: Path, check: bool) -> List[str]:
+    """Render every block under `root`; write them (or, with `check`, only compare). The problems found."""
+    src = Sources(root)
+    problems = []
+    for path in target_files(root):
+        rel = path.relative_to(root).as_posix()
+        text = path.read_text(encoding="utf8")
+        closed = {m.group("name") for m in BLOCK.finditer(text)}
+        for name in OPENING.findall(text):
+            if name not in closed:
+                problems.append(f"{rel}: block '{name}' has no closing <!-- /table:{name} -->")
+
+        def replace(match: "re.Match[str]") -> str:
+            body = render(src, match.group("name"), rel)
+            if body != match.group("body"):
+                problems.append(f"{rel}: block '{match.group('name')}' differs from what benchmarks/render_tables.py renders")
+            return f"<!-- table:{match.group('name')} -->\n{body}<!-- /table:{match.group('name')} -->"
+
+        new = BLOCK.sub(replace, text)
+        if not check and new != text:
+            path.write_text(new, encoding="utf8")
+    return problems
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--check", action="store_true", help="Only compare; exit 1 if a committed block differs")
+    parser.add_argument("--root", type=Path, default=ROOT, help="Repository root (default: this script's)")
+    args = parser.parse_args(argv)
+    try:
+        problems = process(args.root.resolve(), args.check)
+    except SourceError as err:
+        print(f"✘ {err}", file=sys.stderr)
+        return 1
+    if args.check:
+        for problem in problems:
+            print(f"✘ {problem}", file=sys.stderr)
+        if problems:
+            print("Run `python benchmarks/render_tables.py` and commit the result.", file=sys.stderr)
+            return 1
+        print("✔ every generated block is up to date")
+        return 0
+    unclosed = [p for p in problems if "no closing" in p]
+    for problem in unclosed:
+        print(f"✘ {problem}", file=sys.stderr)
+    changed = len(problems) - len(unclosed)
+    print(f"rendered; {changed} block(s) rewritten")
+    return 1 if unclosed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

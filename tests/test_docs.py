@@ -1,0 +1,197 @@
+"""The README and docs/: generated tables up to date, links that resolve, commands that exist,
+the README's commands the ones CI runs, and its few-shot example runnable."""
+import importlib.util
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import List
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+README = ROOT / "README.md"
+DOCS = sorted((ROOT / "docs").glob("*.md"))
+PAGES = [README, ROOT / "ARCHITECTURE.md", *DOCS]
+RENDER = ROOT / "benchmarks" / "render_tables.py"
+
+
+def load_render():
+    spec = importlib.util.spec_from_file_location("render_tables", RENDER)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def code_blocks(text: str, lang: str) -> List[str]:
+    return re.findall(rf"^```{lang}\n(.*?)^```", text, flags=re.S | re.M)
+
+
+# -- generated tables ---------------------------------------------------------------------------------
+def test_committed_tables_match_what_the_script_renders():
+    result = subprocess.run([sys.executable, str(RENDER), "--check"], cwd=ROOT, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr + result.stdout
+
+
+def test_every_page_with_figures_has_generated_blocks():
+    for page in [README, ROOT / "docs" / "benchmarks.md", ROOT / "docs" / "project.md"]:
+        assert "<!-- table:" in page.read_text(encoding="utf8"), page
+
+
+@pytest.fixture(scope="module")
+def repo_copy(tmp_path_factory) -> Path:
+    """The files the script reads and writes, copied so they can be tampered with."""
+    root = tmp_path_factory.mktemp("repo")
+    for name in ("README.md", "ARCHITECTURE.md", "project.yml"):
+        shutil.copy(ROOT / name, root / name)
+    for folder in ("docs", "configs", "benchmarks"):
+        shutil.copytree(ROOT / folder, root / folder, ignore=shutil.ignore_patterns("*.png", "__pycache__", "work"))
+    return root
+
+
+def test_a_tampered_table_is_detected(repo_copy):
+    render = load_render()
+    page = repo_copy / "docs" / "benchmarks.md"
+    original = page.read_text(encoding="utf8")
+    block = re.search(r"<!-- table:fewshot-crossner -->\n(.*?)<!-- /table:fewshot-crossner -->", original, re.S)
+    assert block, "docs/benchmarks.md has no fewshot-crossner block"
+    figure = re.search(r"\d+\.\d\d", block.group(1))
+    tampered = original[: block.start(1) + figure.start()] + "99.99" + original[block.start(1) + figure.end():]
+    page.write_text(tampered, encoding="utf8")
+    try:
+        problems = render.process(repo_copy, check=True)
+        assert problems == ["docs/benchmarks.md: block 'fewshot-crossner' differs from what benchmarks/render_tables.py renders"]
+        assert render.main(["--check", "--root", str(repo_copy)]) == 1
+        # rendering puts the figure back
+        assert render.main(["--root", str(repo_copy)]) == 0
+        assert page.read_text(encoding="utf8") == original
+    finally:
+        page.write_text(original, encoding="utf8")
+
+
+def test_a_changed_source_changes_the_table(repo_copy):
+    render = load_render()
+    source = repo_copy / "benchmarks" / "results" / "all_workflow_minilm.md"
+    original = source.read_text(encoding="utf8")
+    source.write_text(original.replace("| 82.47 |", "| 12.34 |", 1), encoding="utf8")
+    try:
+        problems = render.process(repo_copy, check=True)
+        assert "README.md: block 'headline' differs from what benchmarks/render_tables.py renders" in problems
+    finally:
+        source.write_text(original, encoding="utf8")
+
+
+def test_a_source_that_lost_what_a_block_reads_stops_the_script(repo_copy):
+    render = load_render()
+    source = repo_copy / "benchmarks" / "results" / "fewshot_workflow.md"
+    original = source.read_text(encoding="utf8")
+    source.write_text(original.replace("Machine:", "Box:"), encoding="utf8")
+    try:
+        with pytest.raises(render.SourceError, match="fewshot_workflow.md"):
+            render.process(repo_copy, check=True)
+    finally:
+        source.write_text(original, encoding="utf8")
+
+
+def test_hand_written_var_meanings_carry_no_figures():
+    render = load_render()
+    for name, meaning in render.VAR_MEANINGS.items():
+        prose = re.sub(r"`[^`]*`", "", meaning)  # names in code spans (`BC5CDR-IOB`) are not figures
+        assert not re.search(r"\d", prose), f"VAR_MEANINGS[{name!r}] holds a figure: {meaning!r}"
+
+
+# -- links and commands ---------------------------------------------------------------------------------
+def slug(heading: str) -> str:
+    """GitHub's anchor of a Markdown heading."""
+    text = re.sub(r"[^\w\- ]", "", heading.strip().lower().replace("`", ""))
+    return text.replace(" ", "-")
+
+
+def anchors(page: Path) -> set:
+    text = re.sub(r"^```.*?^```", "", page.read_text(encoding="utf8"), flags=re.S | re.M)
+    return {slug(h) for h in re.findall(r"^#+ (.+)$", text, flags=re.M)}
+
+
+@pytest.mark.parametrize("page", PAGES, ids=lambda p: p.relative_to(ROOT).as_posix())
+def test_relative_links_resolve(page):
+    text = re.sub(r"^```.*?^```", "", page.read_text(encoding="utf8"), flags=re.S | re.M)
+    links = re.findall(r"\]\(([^)\s]+)\)", text)
+    assert links
+    for link in links:
+        if re.match(r"[a-z]+:", link):
+            continue
+        path, _, anchor = link.partition("#")
+        target = (page.parent / path).resolve() if path else page
+        assert target.exists(), f"{page.name}: link {link!r} points to a missing file"
+        if anchor and target.suffix == ".md":
+            assert anchor in anchors(target), f"{page.name}: link {link!r}: no heading with that anchor"
+
+
+def test_readme_is_a_front_page():
+    lines = README.read_text(encoding="utf8").splitlines()
+    assert len(lines) <= 180, f"README.md has {len(lines)} lines; move detail to docs/"
+
+
+def test_commands_shown_exist():
+    from spacy_msnr.cli import app
+
+    commands = {c.name for c in app.registered_commands if not c.hidden}
+    shown = set()
+    for page in PAGES:
+        for name in re.findall(r"(?:python -m spacy_msnr|spacy-msnr) ([a-z][\w-]*)", page.read_text(encoding="utf8")):
+            shown.add(name)
+            assert name in commands, f"{page.name} shows `python -m spacy_msnr {name}`, which is not a command ({sorted(commands)})"
+    assert {"annotate", "fetch-model"} <= shown
+
+
+def test_readme_test_command_is_the_one_ci_runs():
+    ci = (ROOT / ".ci" / "run").read_text(encoding="utf8").splitlines()
+    start = next(i for i, line in enumerate(ci) if line.startswith("echo") and "test command" in line)
+    step = [line for line in ci[start + 1:] if line.strip() and not line.lstrip().startswith("#")]
+    assert step, ".ci/run has no test step"
+    readme_lines = [line for block in code_blocks(README.read_text(encoding="utf8"), "bash") for line in block.splitlines()]
+    assert step[-1] in readme_lines
+
+
+def test_readme_install_commands():
+    readme_lines = [line for block in code_blocks(README.read_text(encoding="utf8"), "bash") for line in block.splitlines()]
+    assert "python -m pip install torch==2.13.0 && python -m pip install -e . && python -m spacy project run all" in readme_lines
+    assert "python -m pip install torch==2.13.0 && python -m pip install -e \".[test,ray]\" && python -m pytest" in readme_lines
+
+
+# -- the README's few-shot example ----------------------------------------------------------------------
+BASE_MODEL = '"assets/models/smollm2-135m-instruct"'
+
+
+def test_readme_fewshot_example_runs(tiny_chat_model_dir, one_torch_thread):
+    """The README's fewshot_ner example, verbatim but for the base model (the tiny local chat model)."""
+    blocks = [b for b in code_blocks(README.read_text(encoding="utf8"), "python") if 'add_pipe("fewshot_ner"' in b]
+    assert len(blocks) == 1
+    code = blocks[0]
+    assert BASE_MODEL in code and "nlp.initialize" in code and "nlp.update" in code
+    assert "doc.ents" in code and "displacy.render" in code
+    code = code.replace(BASE_MODEL, repr(str(tiny_chat_model_dir)))
+    namespace = {"__name__": "readme_example"}
+    exec(compile(code, "README.md (fewshot example)", "exec"), namespace)
+    nlp, doc = namespace["nlp"], namespace["doc"]
+    assert nlp.pipe_names == ["fewshot_ner"]
+    assert set(nlp.get_pipe("fewshot_ner").labels) == {"PERSON", "LOCATION"}
+    assert len(namespace["examples"]) == 5 and namespace["losses"]["fewshot_ner"] > 0
+    assert "<div" in namespace["html"] and "Scholz flew from" in namespace["html"]
+    assert len(doc.spans["fewshot_ner"].attrs["scores"]) == len(doc.ents)
+
+
+def test_not_measured_claims_match_the_results():
+    """The pages say the source-trained spaCy peer has not been measured: true while no results file
+    holds a full (3-episode) `spacy_ner_source` row."""
+    import json
+
+    measured = []
+    for path in sorted((ROOT / "benchmarks" / "results").glob("*.json")):
+        data = json.loads(path.read_text(encoding="utf8"))
+        rows = data.get("rows", []) if isinstance(data, dict) else []
+        if any(isinstance(r, dict) and r.get("row") == "spacy_ner_source" and r.get("episodes", 0) >= 3 for r in rows):
+            measured.append(path.name)
+    claims = [page.name for page in PAGES if re.search(r"not\s+been\s+measured", page.read_text(encoding="utf8"))]
+    assert not (measured and claims), f"{claims} say the source-trained spaCy peer has not been measured; {measured} measure it"
