@@ -10,6 +10,11 @@ Rows, all trained and scored on identical support/query sets:
   no_fgm          the same with adversarial epsilon 0
   zero_shot       fewshot_ner with the same prompts and no update (the base model as it is)
   spacy_ner       spaCy's `ner` (CNN, no vectors) trained on the same support set, --ner-steps updates
+  spacy_ner_source
+                  the fair peer of the source rows: spaCy's `ner` trained first on every training sentence of
+                  --source for --spacy-source-epochs epochs (cached), then given the episode's types
+                  (`add_label`) and --ner-steps updates on the support set (`resume_training`); its
+                  predictions are limited to the episode's types, as fewshot_ner's are
 With --source-steps N > 0, a source stage first trains fewshot_ner (full method) on --source
 (default conll2003: person, location, organisation, misc) for N updates of --source-batch-size
 sentences, merges its adapters into the base (`fewshot-merge`) and caches that model under
@@ -54,7 +59,7 @@ DATA = Path(os.environ.get("MSNR_SHARED_DATA", ROOT.parent / "shared" / "data"))
 WORK = ROOT / "benchmarks" / "work" / "fewshot_crossner"
 RESULTS = ROOT / "benchmarks" / "results"
 DEFAULT_BASE = ROOT / "assets" / "models" / "smollm2-135m-instruct"
-ROWS = ("full", "no_contrastive", "no_fgm", "zero_shot", "spacy_ner", "source_zero", "source_full",
+ROWS = ("full", "no_contrastive", "no_fgm", "zero_shot", "spacy_ner", "spacy_ner_source", "source_zero", "source_full",
         "source_no_contrastive", "source_no_fgm")
 SOURCE_ROWS = ("source_zero", "source_full", "source_no_contrastive", "source_no_fgm")
 #: Source rows with a target stage, and the row of fewshot_pipeline each trains as.
@@ -136,6 +141,7 @@ SOURCE_KEYED = ("base_model", "lora_r", "train_chunk", "prompt_format", "seed", 
 ROW_KEYED = {
     "zero_shot": ("base_model", "n_way", "query_limit", "max_new_tokens", "prompt_format", "seed", "describe"),
     "spacy_ner": ("n_way", "query_limit", "ner_steps", "seed"),
+    "spacy_ner_source": ("n_way", "query_limit", "ner_steps", "seed", "source", "spacy_source_epochs"),
     "source_zero": ("n_way", "query_limit", "max_new_tokens") + SOURCE_KEYED,
     **{row: KEYED + SOURCE_ONLY + ("source_full_lr", "source_full_negative_rate") for row in TARGET_STAGE},
 }
@@ -235,9 +241,82 @@ def source_base(args) -> Path:
     return out / "model"
 
 
+def spacy_source(args) -> Path:
+    """spaCy's CNN `ner` trained on every training sentence of --source for --spacy-source-epochs
+    epochs (batches of 32 sentences, dropout 0.1; cached): the start of the spacy_ner_source row."""
+    out = WORK / "spacy_source" / settings_key(args, ("source", "spacy_source_epochs", "seed"))
+    if (out / "source.json").exists():
+        return out / "model"
+    vocab = spacy.blank("en").vocab
+    docs = docbin(args.source, "train", vocab)
+    nlp = spacy.blank("en")
+    nlp.add_pipe("ner")
+    examples = [Example(nlp.make_doc(d.text), d) for d in docs]
+    spacy.util.fix_random_seed(args.seed)
+    sgd = nlp.initialize(lambda: examples)
+    start, losses = time.perf_counter(), {}
+    for epoch in range(args.spacy_source_epochs):
+        random.Random(args.seed + epoch).shuffle(examples)
+        losses = {}
+        for batch in minibatch(examples, size=32):
+            nlp.update(batch, sgd=sgd, drop=0.1, losses=losses)
+        print(f"  spaCy ner on {args.source}: epoch {epoch + 1}/{args.spacy_source_epochs}, loss {losses.get('ner', 0.0):.1f} "
+              f"({time.perf_counter() - start:.0f}s)", flush=True)
+    out.mkdir(parents=True, exist_ok=True)
+    nlp.to_disk(out / "model")
+    atomic_write_bytes(out / "source.json", json.dumps({
+        "source": args.source, "sentences": len(examples), "epochs": args.spacy_source_epochs, "train_s": time.perf_counter() - start,
+        "labels": list(nlp.get_pipe("ner").labels), "last_epoch_loss": losses.get("ner", 0.0)}, indent=2).encode())
+    return out / "model"
+
+
+@spacy.Language.factory("keep_labels", default_config={"labels": []})
+def make_keep_labels(nlp, name: str, labels: List[str]):
+    """Drop predicted entities whose label is not in `labels` (the episode's types)."""
+    keep = set(labels)
+
+    def keep_labels(doc):
+        doc.ents = [ent for ent in doc.ents if ent.label_ in keep]
+        return doc
+
+    return keep_labels
+
+
+def run_spacy_source_cell(args, episode, seed: int) -> Dict[str, Any]:
+    """The spacy_ner_source row: the source-trained CNN `ner`, the episode's types added, --ner-steps
+    updates on the support set, predictions limited to the episode's types."""
+    source = spacy_source(args)
+    nlp = spacy.load(source)
+    ner = nlp.get_pipe("ner")
+    for label in episode.labels:
+        ner.add_label(label)
+    support = [Example(nlp.make_doc(d.text), d) for d in episode.support]
+    spacy.util.fix_random_seed(seed)
+    sgd = nlp.resume_training()
+    rng, step, losses = random.Random(seed), 0, {}
+    with PeakRSS() as mem:
+        start, cpu = time.perf_counter(), time.process_time()
+        while step < args.ner_steps:
+            for batch in minibatch(rng.sample(support, len(support)), size=args.batch_size):
+                losses = nlp.update(batch, sgd=sgd)
+                step += 1
+                if step >= args.ner_steps:
+                    break
+        seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
+    nlp.add_pipe("keep_labels", config={"labels": episode.labels})
+    result = {"labels": episode.labels, "support": len(support), "query": len(episode.query), "updates": step,
+              "train_s": seconds, "s_per_update": seconds / step if step else 0.0, "cpu_s_per_update": cpu / step if step else 0.0,
+              "last_losses": {k: round(v, 4) for k, v in losses.items()}, **score(nlp, episode.query),
+              "spacy_source": json.loads((source.parent / "source.json").read_text())}
+    result["peak_mib"] = max(result["peak_mib"], mem.peak)
+    return result
+
+
 def run_cell(args, row: str, episode, seed: int) -> Dict[str, Any]:
     """Train (unless zero-shot) and score one row on one episode."""
     source, after_source = None, False
+    if row == "spacy_ner_source":
+        return run_spacy_source_cell(args, episode, seed)
     if row == "spacy_ner":
         nlp = spacy.blank("en")
         nlp.add_pipe("ner")
@@ -318,7 +397,7 @@ def aggregate(cells: Path) -> List[Dict[str, Any]]:
             "cpu_sents_per_s": statistics.mean(r.get("cpu_sents_per_s", 0.0) for r in results),
             "episode_s": statistics.mean(r["train_s"] + r["score_s"] for r in results),
             "peak_mib": max(r["peak_mib"] for r in results),
-            **{k: results[0][k] for k in ("source", "target_stage") if k in results[0]},
+            **{k: results[0][k] for k in ("source", "target_stage", "spacy_source") if k in results[0]},
         })
     return out
 
@@ -354,9 +433,15 @@ def write_results(args, cells: Path) -> None:
     for (lr, rate), (names, groups) in stages.items():
         note += (f"\nTarget stage of {', '.join(names)} ({', '.join(groups)}): lr {lr}, negative_rate "
                  f"{rate} (fresh adapters on the merged source model).\n")
-    atomic_write_bytes(RESULTS / "fewshot_crossner.md", ("\n".join(table) + "\n\n" + note).encode())
-    atomic_write_bytes(RESULTS / "fewshot_crossner.json", json.dumps({"settings": settings, "rows": rows}, indent=2).encode())
-    plot(rows, RESULTS / "fewshot_crossner.png")
+    spacy_sources = {json.dumps(r["spacy_source"], sort_keys=True): r["spacy_source"] for r in rows if "spacy_source" in r}
+    for source in spacy_sources.values():
+        note += (f"\nSource training of the spacy_ner_source row: spaCy's CNN `ner` on all {source['sentences']} training "
+                 f"sentences of {source['source']} ({', '.join(source['labels'])}), {source['epochs']} epochs of batches of 32, "
+                 f"{source['train_s']:.0f} s; then the episode's types added and --ner-steps updates on the support set.\n")
+    name = args.results_name
+    atomic_write_bytes(RESULTS / f"{name}.md", ("\n".join(table) + "\n\n" + note).encode())
+    atomic_write_bytes(RESULTS / f"{name}.json", json.dumps({"settings": settings, "rows": rows}, indent=2).encode())
+    plot(rows, RESULTS / f"{name}.png")
 
 
 def plot(rows: List[Dict[str, Any]], path: Path) -> None:
@@ -419,6 +504,8 @@ def main(argv: Optional[List[str]] = None) -> None:
     p.add_argument("--source-full-lr", type=float, default=None, help="learning rate of the source_full row's target stage (default --lr)")
     p.add_argument("--source-full-negative-rate", type=float, default=None,
                    help="negative_rate of the source_full row's target stage (default --negative-rate)")
+    p.add_argument("--spacy-source-epochs", type=int, default=3, help="epochs of the spacy_ner_source row's source training")
+    p.add_argument("--results-name", default="fewshot_crossner", help="file name (no suffix) of the table, JSON and plot in benchmarks/results")
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args(argv)
     if args.rows is None:

@@ -664,6 +664,11 @@ VAR_MEANINGS = {
     "fewshot_source_batch_size": "sentences per source-stage update",
     "fewshot_source_lr": "learning rate of the source stage",
     "fewshot_eval_base": "the model the episodes start from (`training/base_causal`: no source stage)",
+    "fewshot_source_cnn_steps": "at most this many steps of spaCy's CNN `ner` on the CrossNER source corpus (`train-cnn-source`, the fair peer of the source stage)",
+    "mslm_search_elm_rates": "ELM rates `mslm-search` tries (comma-separated)",
+    "mslm_search_blm_rates": "BLM rates `mslm-search` tries",
+    "mslm_search_weightings": "registered loss weightings `mslm-search` tries",
+    "mslm_search_steps": "MSLM steps of each `mslm-search` grid point",
     "package_name": "the wheel is `en_<package_name>-<package_version>`",
     "package_version": "the wheel's version",
 }

@@ -12,7 +12,7 @@ ROOT = Path(__file__).resolve().parent.parent
 PROJECT = srsly.read_yaml(ROOT / "project.yml")
 COMMANDS = {command["name"]: command for command in PROJECT["commands"]}
 #: Scripts that train, adapt or run a model: each must honour vars.gpu_id.
-COMPUTE = re.compile(r"spacy (train|evaluate)\b|spacy_msnr (init-base|mslm|fewshot-eval|fewshot-merge|annotate|visualize)\b")
+COMPUTE = re.compile(r"spacy (train|evaluate)\b|spacy_msnr (init-base|mslm-search|mslm|fewshot-eval|fewshot-merge|annotate|visualize)\b")
 #: Files a step reads or writes inside the project: corpora, configs, trained models.
 PROJECT_FILE = re.compile(r"^(corpus|configs|training)/")
 

@@ -5,12 +5,13 @@ import random
 import statistics
 import time
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import spacy
 import typer
 from spacy.cli._util import parse_config_overrides, setup_gpu
 from spacy.language import Language
+from spacy.scorer import get_ner_prf
 from spacy.training import Example
 from spacy.util import load_config, load_model_from_config, minibatch, registry
 from thinc.api import Config, Optimizer
@@ -31,16 +32,45 @@ def build_pipeline(config: Config, labels: List[str]) -> Language:
     return load_model_from_config(config, auto_fill=True, validate=True)
 
 
+def sourced_components(config: Config) -> List[str]:
+    """Components the config takes, trained, from another pipeline (`source = ...`)."""
+    return [name for name, comp in config["components"].items() if comp.get("source")]
+
+
+def prepare_pipeline(config: Config, episode: Episode) -> Tuple[Language, List[Example], Optimizer]:
+    """The episode's pipeline, initialized on its support set (sourced components keep their
+    weights and get the episode's types), its support examples and the optimizer."""
+    nlp = build_pipeline(config, episode.labels)
+    support = [Example(nlp.make_doc(d.text), d) for d in episode.support]
+    sourced = sourced_components(config)
+    for name in sourced:
+        pipe = nlp.get_pipe(name)
+        for label in episode.labels:
+            try:
+                pipe.add_label(label)
+            except (AttributeError, NotImplementedError):  # a component without labels (tok2vec)
+                break
+    with nlp.select_pipes(disable=sourced):
+        sgd = nlp.initialize(lambda: support)
+    if sourced:
+        sgd = nlp.resume_training()
+    return nlp, support, sgd
+
+
 def train_and_score(
     config: Config, episode: Episode, steps: int, batch_size: int = 8, seed: int = 0,
     optimizer: Optional[Optimizer] = None, log: Optional[Callable[[str], None]] = None,
 ) -> Dict[str, Any]:
     """Train a fresh pipeline on the episode's support set for `steps` updates and score its query
-    set; returns micro P/R/F1, per-type F1, training seconds and query sentences/second."""
+    set; returns micro P/R/F1, per-type P/R/F1, training seconds and query sentences/second.
+
+    Components the config sources from a trained pipeline (e.g. spaCy's `ner` trained on a source
+    domain) keep their weights: they are given the episode's types (`add_label`) and trained on,
+    not initialized afresh. Predictions are limited to the episode's types before scoring, as a
+    user who wants those types would limit them (a sourced `ner` still knows its source types).
+    """
     spacy.util.fix_random_seed(seed)
-    nlp = build_pipeline(config, episode.labels)
-    support = [Example(nlp.make_doc(d.text), d) for d in episode.support]
-    sgd = nlp.initialize(lambda: support)
+    nlp, support, sgd = prepare_pipeline(config, episode)
     if optimizer is not None:
         sgd = optimizer
     start = time.perf_counter()
@@ -55,15 +85,18 @@ def train_and_score(
             if step >= steps:
                 break
     train_s = time.perf_counter() - start
-    query = [Example(nlp.make_doc(d.text), d) for d in episode.query]
     start = time.perf_counter()
-    scores = nlp.evaluate(query)
+    predicted = list(nlp.pipe(d.text for d in episode.query))
     eval_s = time.perf_counter() - start
+    keep = set(episode.labels)
+    for doc in predicted:
+        doc.ents = [ent for ent in doc.ents if ent.label_ in keep]
+    scores = get_ner_prf([Example(doc, gold) for doc, gold in zip(predicted, episode.query)])
     return {
-        "labels": episode.labels, "support_sentences": len(support), "query_sentences": len(query),
+        "labels": episode.labels, "support_sentences": len(support), "query_sentences": len(predicted),
         "p": scores["ents_p"], "r": scores["ents_r"], "f": scores["ents_f"],
         "per_type": {k: {"p": v["p"], "r": v["r"], "f": v["f"]} for k, v in (scores.get("ents_per_type") or {}).items()},
-        "train_seconds": train_s, "sentences_per_second": len(query) / eval_s if eval_s else 0.0,
+        "train_seconds": train_s, "sentences_per_second": len(predicted) / eval_s if eval_s else 0.0,
     }
 
 
@@ -134,7 +167,7 @@ def fewshot_eval_cli(
     summary = summarize(results)
     msg.good(f"micro-F1 over {summary['episodes']} episodes: {100 * summary['f_mean']:.2f} ± {100 * summary['f_std']:.2f} "
              f"(min {100 * summary['f_min']:.2f}, max {100 * summary['f_max']:.2f})")
-    msg.text("\n".join(per_type_table(summary["per_type"])))
+    print("\n".join(per_type_table(summary["per_type"])), flush=True)
     if output:
         output.parent.mkdir(parents=True, exist_ok=True)
         output.write_text(json.dumps({"summary": summary, "episodes": results, "n_way": n_way, "k_shot": k_shot}, indent=2))
