@@ -266,7 +266,7 @@ def spacy_source(args) -> Path:
     nlp.to_disk(out / "model")
     atomic_write_bytes(out / "source.json", json.dumps({
         "source": args.source, "sentences": len(examples), "epochs": args.spacy_source_epochs, "train_s": time.perf_counter() - start,
-        "labels": list(nlp.get_pipe("ner").labels), "last_epoch_loss": losses.get("ner", 0.0)}, indent=2).encode())
+        "labels": list(nlp.get_pipe("ner").labels), "last_epoch_loss": float(losses.get("ner", 0.0))}, indent=2).encode())
     return out / "model"
 
 
