@@ -64,11 +64,11 @@ def test_bad_grids_are_clear_errors(elm, blm, names, message):
 
 def test_point_config_sets_the_rates_and_weighting_and_a_short_run():
     config = load_config(DEFAULT_CONFIG)
-    short = point_config(config, GridPoint(1.0, 0.075, INVERSE), steps=3)
-    assert short["model"]["masker"]["elm_rate"] == 1.0 and short["model"]["masker"]["blm_rate"] == 0.075
+    short = point_config(config, GridPoint(0.5, 0.075, INVERSE), steps=3)
+    assert short["model"]["masker"]["elm_rate"] == 0.5 and short["model"]["masker"]["blm_rate"] == 0.075
     assert short["model"]["weighting"] == {"@msnr_weightings": INVERSE}
     assert short["training"]["max_steps"] == 3 and short["training"]["eval_frequency"] == 3 and short["training"]["checkpoint_every"] == 0
-    assert config["model"]["masker"]["elm_rate"] == 0.5 and config["training"]["max_steps"] == 1000  # the input is left alone
+    assert config["model"]["masker"]["elm_rate"] == 1.0 and config["training"]["max_steps"] == 1000  # the input is left alone
     assert point_config(config, GridPoint(1.0, 0.075, INVERSE))["training"]["max_steps"] == 1000
     uniform = load_config(DEFAULT_CONFIG, {"model.masker": {"@msnr_maskers": "spacy_msnr.uniform.v1", "rate": 0.15}})
     with pytest.raises(ValueError, match="tunes the rates of @msnr_maskers"):

