@@ -140,8 +140,8 @@ SOURCE_KEYED = ("base_model", "lora_r", "train_chunk", "prompt_format", "seed", 
 #: replaced when its shared cell differs.
 ROW_KEYED = {
     "zero_shot": ("base_model", "n_way", "query_limit", "max_new_tokens", "prompt_format", "seed", "describe"),
-    "spacy_ner": ("n_way", "query_limit", "ner_steps", "seed"),
-    "spacy_ner_source": ("n_way", "query_limit", "ner_steps", "seed", "source", "spacy_source_epochs"),
+    "spacy_ner": ("n_way", "query_limit", "ner_steps", "batch_size", "seed"),
+    "spacy_ner_source": ("n_way", "query_limit", "ner_steps", "batch_size", "seed", "source", "spacy_source_epochs"),
     "source_zero": ("n_way", "query_limit", "max_new_tokens") + SOURCE_KEYED,
     **{row: KEYED + SOURCE_ONLY + ("source_full_lr", "source_full_negative_rate") for row in TARGET_STAGE},
 }
