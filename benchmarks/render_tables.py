@@ -245,7 +245,7 @@ def headline(src: Sources, arg: str, prefix: str) -> str:
     rows = [
         ["NCBI-disease, full training split", f"**`{package[0]}`**: all-MiniLM-L6-v2 adapted with MSLM, spacy-transformers + `ner`", f"**{package[3]}**"],
         ["", "spaCy's CNN `ner` (efficiency config), same data, early stopping", cnn[3]],
-        [f"CrossNER {domains}, {s['n_way']}-way {k}-shot", "**`fewshot_ner`** (SmolLM2-135M-Instruct) after the conll2003 source stage", f"**{per_domain('source_full')}**"],
+        [f"CrossNER {domains}, {s['n_way']}-way {k}-shot", "`fewshot_ner` (SmolLM2-135M-Instruct) after the conll2003 source stage", per_domain("source_full")],
         ["", "spaCy's CNN `ner` trained on the same support set", per_domain("spacy_ner")],
         ["", "spaCy's CNN `ner` trained on the source corpus first, then on the support set (the fair peer of the source stage)",
          per_domain("spacy_ner_source") if any(r == "spacy_ner_source" for *_, r in few["cells"]) else "**not measured yet**"],
