@@ -115,3 +115,14 @@ def test_every_load_time_import_is_declared():
             if not dists & declared:
                 undeclared.setdefault(name, []).append(str(module_path.relative_to(ROOT)))
     assert undeclared == {}, f"imported at load time but not in pyproject.toml's dependencies: {undeclared}"
+
+
+def test_help_imports_neither_transformers_nor_peft():
+    """`--help` stays about as fast as `spacy --help` (benchmarks/cli_startup.py): the heavy
+    libraries load only inside the command that runs."""
+    code = ("import runpy, sys\nsys.argv = ['spacy_msnr', '--help']\ntry:\n    runpy.run_module('spacy_msnr', run_name='__main__')\n"
+            "except SystemExit:\n    pass\nprint('LOADED', sorted(m for m in ('transformers', 'peft', 'ray', 'matplotlib', 'pyarrow') if m in sys.modules))")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "Commands:" in proc.stdout and "mslm" in proc.stdout
+    assert proc.stdout.strip().splitlines()[-1] == "LOADED []"
