@@ -104,3 +104,9 @@ def test_every_default_input_is_covered_by_a_pinned_asset(workflow):
             covered = path in assets or any(path.startswith(f + "/") or path == f for f in fetched)
             assert covered, f"{workflow}/{step} reads {path}, which no asset entry or earlier step provides"
     assert PROJECT["vars"]["unlabeled_text"] in assets
+
+
+@pytest.mark.parametrize("name", sorted(COMMANDS))
+def test_every_step_declares_its_outputs(name):
+    """weasel skips a step whose deps and outputs are unchanged: a step without outputs always reruns."""
+    assert COMMANDS[name].get("outputs"), name
