@@ -277,6 +277,41 @@ def all_workflow(src: Sources, arg: str, prefix: str) -> str:
     )
 
 
+def _workflow_run(src: Sources) -> Optional[Dict[str, Any]]:
+    """benchmarks/results/workflow_all.json (benchmarks/workflow_run.py), if a run was recorded."""
+    rel = f"{RESULTS}/workflow_all.json"
+    return src.json(rel) if (src.root / rel).exists() else None
+
+
+def _overrides(run: Dict[str, Any]) -> str:
+    pairs = [f"{a} {b}" for a, b in zip(run["overrides"][::2], run["overrides"][1::2]) if a != "--vars.asset_mirror"]
+    return ", ".join(f"`{p}`" for p in pairs) or "none"
+
+
+@block("workflow-run")
+def workflow_run(src: Sources, arg: str, prefix: str) -> str:
+    run = _workflow_run(src)
+    if run is None:
+        return "No run of `benchmarks/workflow_run.py` is recorded yet."
+    rows = [[f"`{r['step']}`", f"{r['seconds'] / 60:.1f}", f"{r['cpu_seconds'] / 60:.1f}", f"{r['peak_rss_mib']:,}"] for r in run["steps"]]
+    rows.append(["**total**", f"**{run['total_seconds'] / 60:.1f}**", "", f"{run['peak_rss_mib']:,}"])
+    out = table(["step", "wall min", "CPU min", "peak RSS MiB"], rows, "lrrr")
+    pk, cnn = run["package"], run["cnn"]
+    out += "\n\n" + table(["pipeline (NCBI-disease test)", "P", "R", "F1", "words/s"], [
+        ["the package (`evaluate`: `training/ner/model-best`)", f"{pk['p']:.2f}", f"{pk['r']:.2f}", f"**{pk['f']:.2f}**", f"{pk['words_per_s']:,.0f}"],
+        ["spaCy's CNN `ner` (`evaluate-cnn`)", f"{cnn['p']:.2f}", f"{cnn['r']:.2f}", f"{cnn['f']:.2f}", f"{cnn['words_per_s']:,.0f}"],
+        ["F1 lead", "", "", f"**{run['lead']:+.2f}**", ""],
+    ], "lrrrr")
+    m = run["machine"]
+    return out + note(
+        f"`python benchmarks/workflow_run.py --workflow {run['workflow']}` ({run['date']}): `spacy project run` of each step of `{run['workflow']}`",
+        f"in a fresh copy of the project, defaults except: {_overrides(run)}; {m['cpus']} cores, no GPU, default threads;",
+        f"load average {m['load_before'][0]} before and {m['load_after'][0]} after the run (other jobs shared the machine when it is above {m['cpus']}:",
+        "the wall times are then upper bounds). One run: no spread measured.",
+        f"Source: {source_link('workflow_all.json', prefix)}.",
+    )
+
+
 @block("ner-runs")
 def ner_runs(src: Sources, arg: str, prefix: str) -> str:
     rel = f"{RESULTS}/ner_budget_minilm.md"
