@@ -394,10 +394,19 @@ def _seeds(cells) -> List[int]:
 
 
 def _ablation_table(cells, datasets: Sequence[str], metrics: Sequence[str], methods: Sequence[str], versus: str) -> str:
+    """Rows per method, then each MSLM row minus `versus` and, where the none row ran, minus no adaptation."""
+    text = _ablation_rows(cells, datasets, metrics, methods, versus)
+    if versus != "none" and any(m == "none" for _, m, _ in cells):
+        text += "\n" + _ablation_rows(cells, datasets, metrics, methods, "none", differences_only=True)
+    return text
+
+
+def _ablation_rows(cells, datasets: Sequence[str], metrics: Sequence[str], methods: Sequence[str], versus: str,
+                   differences_only: bool = False) -> str:
     seeds = _seeds(cells)
     header = ["adaptation"] + [f"{DATASETS[d]} {METRICS[m][0]}" for d in datasets for m in metrics]
     rows = []
-    for method in methods:
+    for method in [] if differences_only else methods:
         row = [method_label(method)]
         for d in datasets:
             for m in metrics:
@@ -414,7 +423,10 @@ def _ablation_table(cells, datasets: Sequence[str], metrics: Sequence[str], meth
                 diffs = [METRICS[m][1](cells[(d, method, s)]) - METRICS[m][1](cells[(d, versus, s)]) for s in paired]
                 text = mean_std(diffs, signed=True, of=len(seeds)) if diffs else "not run"
                 row.append(f"**{text}**" if m == "f1" and diffs else text)
-        rows.append(row)
+        if not differences_only or any(cell != "not run" for cell in row[1:]):
+            rows.append(row)
+    if differences_only:  # rows to append to the table above it
+        return "\n".join("| " + " | ".join(str(c) for c in row) + " |" for row in rows)
     return table(header, rows, "l" + "r" * (len(header) - 1))
 
 
