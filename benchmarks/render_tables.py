@@ -354,7 +354,7 @@ def ner_baselines(src: Sources, arg: str, prefix: str) -> str:
 ABLATION_FILES = (
     "mslm_ablation_minilm_ncbi.json", "mslm_ablation_minilm_ncbi_elm1.json", "mslm_ablation_minilm_ncbi_invfreq.json",
     "mslm_ablation_minilm_ncbi_none.json",
-    "mslm_ablation_minilm_bc5cdr.json", "mslm_ablation_minilm_bc5cdr_elm1.json",
+    "mslm_ablation_minilm_bc5cdr.json", "mslm_ablation_minilm_bc5cdr_elm1.json", "mslm_ablation_minilm_bc5cdr_none.json",
 )
 DATASETS = {"NCBI-disease-IOB": "NCBI-disease", "BC5CDR-IOB": "BC5CDR"}
 #: Row names of the ablation's methods (its result keys), in table order; MSLM variants after them.
