@@ -1,12 +1,15 @@
-"""annotate_rows: records in input order, long texts in pieces with offsets mapped back."""
+"""annotate_rows: records in input order, long texts in pieces with offsets mapped back, a
+document a component fails on turned into an error row while the rest of its batch is annotated."""
 import json
 
 import pytest
 import spacy
+from spacy.language import Language
 from spacy.tokens import Doc, SpanGroup
+from spacy.util import ignore_error, minibatch, raise_error
 
 from spacy_msnr.annotate.readers import make_row
-from spacy_msnr.annotate.records import annotate_rows, entity_records
+from spacy_msnr.annotate.records import annotate_rows, entity_records, run_one
 
 
 @pytest.fixture(scope="module")
@@ -57,3 +60,89 @@ def test_scores_come_from_a_span_group(ruler):
     group = SpanGroup(doc, name="fewshot_ner", spans=list(doc.ents), attrs={"scores": [0.5, 0.25]})
     doc.spans["fewshot_ner"] = group
     assert [(e["text"], e["score"], e["start_char"]) for e in entity_records(doc, offset=10)] == [("lupus", 0.5, 10), ("breast cancer", 0.25, 20)]
+
+
+class BatchBomb:
+    """A component that fails on a whole batch when one of its texts says BOOM (as a trainable
+    component's `predict` would), and alone on that text."""
+
+    def __init__(self) -> None:
+        self.handler = raise_error
+
+    def set_error_handler(self, handler) -> None:
+        self.handler = handler
+
+    def get_error_handler(self):
+        return self.handler
+
+    def __call__(self, doc: Doc) -> Doc:
+        if "BOOM" in doc.text:
+            raise ValueError("cannot parse BOOM")
+        return doc
+
+    def pipe(self, docs, batch_size: int = 128):
+        for batch in minibatch(docs, batch_size):
+            try:
+                yield from [self(doc) for doc in batch]
+            except Exception as err:
+                self.handler("batch_bomb", self, batch, err)
+
+
+@Language.factory("test_batch_bomb")
+def make_batch_bomb(nlp: Language, name: str) -> BatchBomb:
+    return BatchBomb()
+
+
+@Language.component("test_doc_bomb")
+def doc_bomb(doc: Doc) -> Doc:
+    """A function component (spaCy passes its errors to the pipeline's error handler)."""
+    if "BOOM" in doc.text:
+        raise ValueError("cannot parse BOOM")
+    return doc
+
+
+def bombed_pipeline(bomb: str, handler=raise_error) -> Language:
+    nlp = spacy.blank("en")
+    nlp.add_pipe("entity_ruler").add_patterns([{"label": "DISEASE", "pattern": "cancer"}])
+    nlp.add_pipe(bomb, name="test_batch_bomb")
+    nlp.set_error_handler(handler)
+    return nlp
+
+
+@pytest.fixture(scope="module")
+def bombed():
+    return bombed_pipeline("test_batch_bomb")
+
+
+@pytest.mark.parametrize(
+    "n_process,bomb,handler",
+    [(1, "test_batch_bomb", raise_error), (2, "test_batch_bomb", raise_error), (1, "test_doc_bomb", raise_error), (1, "test_batch_bomb", ignore_error)],
+)
+def test_a_failing_document_becomes_an_error_and_its_batch_is_annotated(n_process, bomb, handler):
+    """Raising components (in one or two processes) and a user's error handler that skips."""
+    bombed = bombed_pipeline(bomb, handler)
+    texts = [f"cancer case {i}" for i in range(10)]
+    texts[3] = "cancer BOOM"
+    texts[8] = "a cancer. " * 30 + "BOOM at the end of a long text"  # fails in its last piece
+    rows = [make_row("doc", "s", id=f"d{i}", text=t, file="in.jsonl", line=i + 1) for i, t in enumerate(texts)] + [make_row("end", "s", count=10)]
+    out = list(annotate_rows(bombed, rows, batch_size=4, n_process=n_process, max_length=100))
+    assert [(r["kind"], r["id"]) for r in out] == [("error" if i in (3, 8) else "doc", f"d{i}") for i in range(10)] + [("end", "")]
+    assert out[3]["message"] == "pipeline component 'test_batch_bomb' failed: ValueError: cannot parse BOOM"
+    assert (out[3]["file"], out[3]["line"]) == ("in.jsonl", 4)
+    # the batch-mates of the failures (d0-d2, d9 ...) were run again alone and annotated
+    assert all(json.loads(out[i]["entities"])[0]["text"] == "cancer" for i in (0, 1, 2, 4, 5, 6, 7, 9))
+
+
+def test_run_one_names_the_failing_component(bombed):
+    doc, error = run_one(bombed, "cancer")
+    assert error == "" and [e.text for e in doc.ents] == ["cancer"]
+    assert run_one(bombed, "BOOM") == (None, "pipeline component 'test_batch_bomb' failed: ValueError: cannot parse BOOM")
+
+
+def test_an_error_reading_the_input_is_raised_not_skipped(bombed):
+    def rows():
+        yield make_row("doc", "s", id="a", text="cancer")
+        raise OSError("disk gone")
+
+    with pytest.raises(OSError, match="disk gone"):
+        list(annotate_rows(bombed, rows()))

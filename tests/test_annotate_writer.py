@@ -45,7 +45,7 @@ def test_shards_commit_when_complete_and_are_then_done(tmp_path, shards, fmt):
     assert records == [{"id": "a1", "length": 10, "entities": [ENT]}]
     manifest = folder.finish(shards, {"pipeline": "en_p-1"})
     assert (manifest["docs"], manifest["entities"], manifest["errors"], manifest["unfinished"]) == (1, 1, 1, ["b"])
-    assert [json.loads(line) for line in (tmp_path / "out" / "errors.jsonl").open()] == [{"file": "a.jsonl", "line": 2, "error": "bad"}]
+    assert [json.loads(line) for line in (tmp_path / "out" / "errors.jsonl").open()] == [{"id": None, "file": "a.jsonl", "line": 2, "error": "bad"}]
 
 
 def test_row_counts_must_match(tmp_path, shards):

@@ -72,7 +72,7 @@ class ShardWriter:
                 self._flush()
         elif row["kind"] == "error":
             self.received += 1
-            self.errors.append({"file": row["file"], "line": int(row["line"]), "error": row["message"]})
+            self.errors.append({"id": row["id"] or None, "file": row["file"], "line": int(row["line"]), "error": row["message"]})
         else:
             self.ends += 1
             self.expected += int(row["count"])
