@@ -112,21 +112,37 @@ def trained_steps(log: Path) -> Dict[str, int]:
     return {"steps": rows[-1][0], "best_step": max(rows, key=lambda r: r[1])[0]}
 
 
-def make_corpus(work: Path, dataset: str, train_limit: int, test_limit: int) -> Path:
-    """DocBins of the dataset's splits (first N sentences), cached under work/corpus/<dataset>."""
+def make_corpus(work: Path, dataset: str, train_limit: int, test_limit: int, fraction: float = 1.0, sample_seed: int = 0) -> Path:
+    """DocBins of the dataset's splits (first N sentences), cached under work/corpus/<dataset>.
+    With `fraction` < 1, train.spacy keeps a seeded random sample of that share of the training
+    sentences (the labelled ones: NER trains on them, MSLM takes its DS-terms from them) and
+    unlabeled.spacy the rest with their entities removed (text a user with few labels also has,
+    adapted on beside them); the sample depends on `sample_seed` only, so every row and seed sees
+    the same labelled sentences."""
+    import random
+
     from spacy.tokens import DocBin
     from spacy.vocab import Vocab
 
     from spacy_msnr.corpus.iob import iob_to_docs
 
-    out = work / "corpus" / f"{dataset}-{train_limit}-{test_limit}"
+    sampled = f"-f{fraction:g}-ss{sample_seed}" if fraction < 1 else ""
+    out = work / "corpus" / f"{dataset}-{train_limit}-{test_limit}{sampled}"
     if (out / "test.spacy").exists():
         return out
     out.mkdir(parents=True, exist_ok=True)
     vocab = Vocab()
     for split, name, limit in (("train", "train", train_limit), ("devel", "dev", test_limit), ("test", "test", test_limit)):
         docs = iob_to_docs(DATA / "blurb" / dataset / f"{split}.tsv", vocab)
-        DocBin(docs=docs[:limit] if limit else docs).to_disk(out / f"{name}.spacy")
+        docs = docs[:limit] if limit else docs
+        if name == "train" and fraction < 1:
+            keep = set(random.Random(sample_seed).sample(range(len(docs)), max(1, round(fraction * len(docs)))))
+            rest = [doc for i, doc in enumerate(docs) if i not in keep]
+            for doc in rest:
+                doc.ents = []
+            DocBin(docs=rest).to_disk(out / "unlabeled.spacy")
+            docs = [doc for i, doc in enumerate(docs) if i in keep]
+        DocBin(docs=docs).to_disk(out / f"{name}.spacy")
     return out
 
 
@@ -179,8 +195,10 @@ def adapt(work: Path, base: Path, corpus: Path, method: str, seed: int, args: ar
         return out
     from spacy_msnr.mslm.train import load_config, train
 
+    unlabeled = corpus / "unlabeled.spacy"  # the unlabelled rest of a sampled training split
     config = load_config(ROOT / "configs" / "mslm.cfg", {
         "paths.train": str(corpus / "train.spacy"), "paths.base_model": str(base), "system.seed": seed,
+        **({"paths.unlabeled": str(unlabeled)} if unlabeled.exists() else {}),
         "training.max_steps": args.adapt_steps, "training.eval_frequency": args.adapt_steps,
         "training.checkpoint_every": max(10, args.adapt_steps // 2), "training.optimizer.learn_rate": args.adapt_lr,
         "training.batch_size": args.adapt_batch,
@@ -356,6 +374,9 @@ def main() -> None:
                         help="wall-clock cap of each NER training (0: none); a capped run is scored at its best evaluation so far "
                              "and the steps it reached are kept with its scores")
     parser.add_argument("--train-limit", type=int, default=500, help="training sentences (0: all)")
+    parser.add_argument("--train-fraction", type=float, default=1.0,
+                        help="labelled share of the training sentences (a seeded sample; the rest is adapted on as unlabelled text)")
+    parser.add_argument("--sample-seed", type=int, default=0, help="seed of the --train-fraction sample (the same for every row and seed)")
     parser.add_argument("--test-limit", type=int, default=300, help="dev and test sentences (0: all)")
     parser.add_argument("--gpu-id", type=int, default=-1)
     parser.add_argument("--no-peer", action="store_true", help=f"skip the {PEER} peer (spaCy's CNN ner, same steps)")
@@ -400,7 +421,8 @@ def main() -> None:
     budget = (f"{base_tag(base)}-a{args.adapt_steps}x{args.adapt_batch}-lr{args.adapt_lr}-n{args.ner_steps}"
               + (f"-nlr{args.ner_lr:g}" if args.ner_lr != 3e-4 else "")
               + (f"-ns{args.ner_seconds:g}" if args.ner_seconds else "")
-              + f"-t{args.train_limit}-e{args.test_limit}")
+              + f"-t{args.train_limit}-e{args.test_limit}"
+              + (f"-f{args.train_fraction:g}-ss{args.sample_seed}" if args.train_fraction < 1 else ""))
     # One results file a dataset, so runs on different datasets can go side by side (one per core).
     stores = {d: work / f"results-{budget}-{d}.json" for d in args.datasets}
     results: Dict[str, dict] = {}
@@ -412,7 +434,7 @@ def main() -> None:
             save(results, dataset, store)
     for seed in [] if args.report_only else args.seeds:
         for dataset in args.datasets:
-            corpus = make_corpus(work, dataset, args.train_limit, args.test_limit)
+            corpus = make_corpus(work, dataset, args.train_limit, args.test_limit, args.train_fraction, args.sample_seed)
             for method in args.methods:
                 key = f"{dataset}/{method}/{seed}"
                 if key in results:
@@ -437,6 +459,8 @@ def main() -> None:
     note = (f"\nmean ± std over seeds {args.seeds} (n = seeds finished), in %; 'mslm - X' rows: per-seed differences (same NER seed, same test masks)."
             f"\nbudget: adapt {args.adapt_steps} steps x {args.adapt_batch} wordpieces (lr {args.adapt_lr}), NER {args.ner_steps} steps (lr {args.ner_lr}), "
             f"{args.train_limit or 'all'} train / {args.test_limit or 'all'} dev+test sentences"
+            + (f", {args.train_fraction:.0%} of the train sentences labelled (sample seed {args.sample_seed}), the rest adapted on unlabelled"
+               if args.train_fraction < 1 else "")
             + (f", NER capped at {args.ner_seconds:g} s a run (scored at its best evaluation; steps reached in the results JSON)" if args.ner_seconds else "")
             + (f"\n{variant}: MSLM with ELM rate {args.elm_rate:g}, BLM rate {args.blm_rate:g}, weighting {args.weighting}" if variant != "mslm" else "")
             + f"\nbase: {base} {base_note}\n")

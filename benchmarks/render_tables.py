@@ -657,16 +657,28 @@ def fewshot_prompt_format(src: Sources, arg: str, prefix: str) -> str:
 # annotate and the command line ----------------------------------------------------------------------
 @block("annotate-scaling")
 def annotate_scaling(src: Sources, arg: str, prefix: str) -> str:
-    rel = f"{RESULTS}/annotate_scaling.md"
-    header, *rows = md_tables(src.text(rel))[0]
-    corpus = src.find(rel, r"^# annotate scaling: (.+)$", flags=re.M)
-    pipeline = src.find(rel, r"Pipeline: (.+?)\. Machine")
-    machine = src.find(rel, r"Machine: (.+?)\.\n")
-    method = src.find(rel, r"(Each row is end to end.+?)\n")
-    same = src.find(rel, r"(Same entities in every row: \w+\.)")
-    return table(header, rows, "l" + "r" * (len(header) - 1)) + note(
-        f"{corpus}. Pipeline: {pipeline}. Machine: {machine}.", method, same,
-        f"Source: {source_link('annotate_scaling.md', prefix)}.",
+    """`annotate-scaling:<label>`: benchmarks/annotate_scaling.py's rows for one pipeline."""
+    name = f"annotate_scaling_{arg}.json"
+    data = src.json(f"{RESULTS}/{name}")
+    rows = [
+        [f"`{r['setup']}`", f"{r['seconds']:.1f}", f"{r['docs_per_s']:.1f}", f"{r['x_plain']:.2f}", ", ".join(str(m) for m in r["peak_rss_mib"]) or "–"]
+        for r in data["rows"]
+    ]
+    goals = data["goals"]
+    startup = next((r["python_startup_s"] for r in data["rows"] if "python_startup_s" in r), None)
+    return table(["setup", "seconds", "docs/s", "x plain nlp.pipe", "peak RSS per worker (MiB)"], rows, "lrrrr") + note(
+        f"{data['n_docs']:,} PubMed abstracts (the 2,000 shared ones, then again under new ids) in {data['n_shards']} shards, "
+        f"read in chunks of {data['chunk_size']}, batch size {data['batch_size']}. Pipeline: {data['pipeline']}.",
+        f"Machine: the {data['cpus']}-core CPU workplace machine, no GPU, 1-min load average {data['load_before']} before and "
+        f"{data['load_after']} after; one run; OMP_NUM_THREADS={data['omp_num_threads']} (one torch/BLAS thread a process or actor).",
+        "Every row is end to end (pipeline load, reading, writing: Parquet for annotate, a DocBin for `spacy apply`) after one untimed load;",
+        f"the Ray rows run on a Ray started beforehand (`ray.init` took {data['ray_init_s']} s, not in the rows);",
+        f"`spacy apply` rows include its Python start-up ({startup} s alone)." if startup is not None else "",
+        "Peak RSS is sampled twice a second per worker: the process itself in one-process rows, each worker process or Ray actor otherwise.",
+        f"Same entities in every row: {'yes' if data['same_entities'] else 'NO'}.",
+        f"Goals: ray 2 actors / 1 actor = **{goals['ray_2_over_1']:.2f}** (goal at least 1.6); annotate local 1 process / plain nlp.pipe = "
+        f"**{goals['annotate_local_1_over_plain']:.2f}**, ray 1 actor / plain = **{goals['annotate_ray_1_over_plain']:.2f}** (goal at least 0.90).",
+        f"Source: {source_link(name, prefix)} (`{data['command']}`).",
     )
 
 
