@@ -9,6 +9,8 @@ Rows, all trained and scored on identical support/query sets:
   no_contrastive  the same with contrastive weight 0
   no_fgm          the same with adversarial epsilon 0
   zero_shot       fewshot_ner with the same prompts and no update (the base model as it is)
+  in_context      the same LLM prompted in context, no update: every prompt shows the whole support set
+                  as solved examples (fewshot_ner `demonstrations`; what spacy-llm's few-shot NER does)
   spacy_ner       spaCy's `ner` (CNN, no vectors) trained on the same support set, --ner-steps updates
   spacy_ner_source
                   the fair peer of the source rows: spaCy's `ner` trained first on every training sentence of
@@ -59,9 +61,11 @@ DATA = Path(os.environ.get("MSNR_SHARED_DATA", ROOT.parent / "shared" / "data"))
 WORK = ROOT / "benchmarks" / "work" / "fewshot_crossner"
 RESULTS = ROOT / "benchmarks" / "results"
 DEFAULT_BASE = ROOT / "assets" / "models" / "smollm2-135m-instruct"
-ROWS = ("full", "no_contrastive", "no_fgm", "zero_shot", "spacy_ner", "spacy_ner_source", "source_zero", "source_full",
+ROWS = ("full", "no_contrastive", "no_fgm", "zero_shot", "in_context", "spacy_ner", "spacy_ner_source", "source_zero", "source_full",
         "source_no_contrastive", "source_no_fgm")
 SOURCE_ROWS = ("source_zero", "source_full", "source_no_contrastive", "source_no_fgm")
+#: The in_context row shows every support sentence (an episode has fewer).
+MAX_DEMONSTRATIONS = 1000
 #: Source rows with a target stage, and the row of fewshot_pipeline each trains as.
 TARGET_STAGE = {"source_full": "full", "source_no_contrastive": "no_contrastive", "source_no_fgm": "no_fgm"}
 #: Short definitions of the CrossNER types (after the CrossNER annotation guidelines), given to
@@ -140,6 +144,7 @@ SOURCE_KEYED = ("base_model", "lora_r", "train_chunk", "prompt_format", "seed", 
 #: replaced when its shared cell differs.
 ROW_KEYED = {
     "zero_shot": ("base_model", "n_way", "query_limit", "max_new_tokens", "prompt_format", "seed", "describe"),
+    "in_context": ("base_model", "n_way", "query_limit", "max_new_tokens", "prompt_format", "seed", "describe"),
     "spacy_ner": ("n_way", "query_limit", "ner_steps", "batch_size", "seed"),
     "spacy_ner_source": ("n_way", "query_limit", "ner_steps", "batch_size", "seed", "source", "spacy_source_epochs"),
     "source_zero": ("n_way", "query_limit", "max_new_tokens") + SOURCE_KEYED,
@@ -165,17 +170,17 @@ def fewshot_pipeline(args, row: str, labels: List[str], base_model: Optional[str
     nlp.add_pipe("fewshot_ner", config={
         "labels": {label: DESCRIPTIONS.get(label, label) if args.describe else label for label in labels}, "max_new_tokens": args.max_new_tokens,
         "batch_size": 32, "train_batch_size": args.train_chunk, "negative_rate": args.negative_rate if negative_rate is None else negative_rate, "model": model,
+        "demonstrations": MAX_DEMONSTRATIONS if row == "in_context" else 0,
     })
     return nlp
 
 
 def set_prompt_format(nlp, prompt_format: str) -> None:
-    """Build the fewshot_ner prompts in `prompt_format` (after initialize, which loads the tokenizer)."""
-    from spacy_msnr.fewshot.prompts import PromptBuilder
-
+    """Build the fewshot_ner prompts in `prompt_format`."""
     if "fewshot_ner" in nlp.pipe_names:
         pipe = nlp.get_pipe("fewshot_ner")
-        pipe._builder = PromptBuilder(pipe.builder.tokenizer, pipe.label_data, prompt_format)
+        pipe.cfg["prompt_format"] = prompt_format
+        pipe._builder = None
 
 
 def train(nlp, examples: List[Example], steps: int, lr: float, batch_size: int, seed: int,
@@ -326,7 +331,7 @@ def run_cell(args, row: str, episode, seed: int) -> Dict[str, Any]:
         after_source = row in TARGET_STAGE
         nlp = fewshot_pipeline(args, TARGET_STAGE.get(row, row), episode.labels, source and str(source),
                                args.source_full_negative_rate if after_source else None)
-        steps = 0 if row in ("zero_shot", "source_zero") else args.steps
+        steps = 0 if row in ("zero_shot", "in_context", "source_zero") else args.steps
         lr = args.source_full_lr if after_source and args.source_full_lr is not None else args.lr
     support = [Example(nlp.make_doc(d.text), d) for d in episode.support]
     with PeakRSS() as mem:

@@ -198,10 +198,11 @@ def _crossner(src: Sources) -> Dict[str, Any]:
     rel = f"{RESULTS}/fewshot_crossner.md"
     data = src.json(f"{RESULTS}/fewshot_crossner.json")
     cells = {(r["target"], r["k"], r["row"]): r for r in data["rows"]}
-    # Rows run later on the same episodes (benchmarks/fewshot_crossner.py --results-name fewshot_peers):
-    # taken when their episode settings agree, and their spacy_ner cells must reproduce the table's.
-    peers_rel = f"{RESULTS}/fewshot_peers.json"
-    if (src.root / peers_rel).exists():
+    # Rows run later on the same episodes (benchmarks/fewshot_crossner.py --results-name fewshot_peers /
+    # fewshot_losses): taken when their episode settings agree, and a cell both have must agree.
+    for peers_rel in (f"{RESULTS}/fewshot_peers.json", f"{RESULTS}/fewshot_losses.json"):
+        if not (src.root / peers_rel).exists():
+            continue
         peers = src.json(peers_rel)
         for key in ("n_way", "query_limit", "ner_steps", "batch_size", "seed"):
             if peers["settings"][key] != data["settings"][key]:
@@ -210,9 +211,12 @@ def _crossner(src: Sources) -> Dict[str, Any]:
             key = (r["target"], r["k"], r["row"])
             if key in cells:
                 if abs(cells[key]["f_mean"] - r["f_mean"]) > 0.01 or cells[key]["episodes"] != r["episodes"]:
-                    raise SourceError(f"{peers_rel}: {key} scores {r['f_mean']:.2f}, fewshot_crossner.json {cells[key]['f_mean']:.2f}: not the same episodes")
+                    raise SourceError(f"{peers_rel}: {key} scores {r['f_mean']:.2f}, the table {cells[key]['f_mean']:.2f}: not the same episodes")
             else:
                 cells[key] = r
+            ours = next((c for c in data["rows"] if c["row"] == r["row"] or (c["row"] == "source_full" and "source" in r)), None)
+            if "source" in r and ours and "source" in ours and ours["source"]["settings"] != r["source"]["settings"]:
+                raise SourceError(f"{peers_rel}: {key} had another source stage than fewshot_crossner.json's")
     return {
         "settings": data["settings"],
         "cells": cells,
@@ -583,6 +587,7 @@ CROSSNER_ROWS = {
     "spacy_ner": "spaCy's CNN `ner` on the same support set",
     "spacy_ner_source": "spaCy's CNN `ner` trained on the source corpus first, then on the support set",
     "zero_shot": "zero-shot SmolLM2",
+    "in_context": "SmolLM2 prompted with the support set as solved examples, no update",
     "full": "`fewshot_ner` on the support set alone (full method)",
     "no_contrastive": "support set alone, without the contrastive loss",
     "no_fgm": "support set alone, without FGM",

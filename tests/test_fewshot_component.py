@@ -374,3 +374,36 @@ def test_saving_twice_stores_the_base_weights_once(tiny_model_dir, tmp_path):
     loaded.to_disk(tmp_path / "third")
     assert (tmp_path / "third" / "fewshot_ner" / "model" / "base" / "model.safetensors").samefile(stored[0])
     assert _ents(loaded, TEXTS[:2]) == _ents(nlp, TEXTS[:2])
+
+
+def test_demonstrations_come_from_initialize_and_are_saved(tiny_chat_model_dir, tmp_path):
+    """`demonstrations: N` keeps the first N initialize examples (text and entities per type) as
+    solved examples in every prompt, saved with the pipe; prediction runs with them."""
+    nlp = spacy.blank("en")
+    nlp.add_pipe("fewshot_ner", config={"model": {"base_model": str(tiny_chat_model_dir)}, "max_new_tokens": 8,
+                                        "demonstrations": 2})
+    examples = make_examples(nlp)
+    nlp.initialize(lambda: examples)
+    ner = nlp.get_pipe("fewshot_ner")
+    assert ner.cfg["demonstration_data"] == [["Obama visited London .", {"PER": ["Obama"], "LOC": ["London"]}],
+                                             ["Merkel met Macron .", {"PER": ["Merkel", "Macron"]}]]
+    prompt = ner.builder.tokenizer.decode(ner.builder.prefix_ids("PER"))
+    assert "Text: Merkel met Macron .\nLOC: none\nPER: <<< Merkel >>> <<< Macron >>>" in prompt
+    assert "Rivers" not in prompt
+    nlp.to_disk(tmp_path / "pipe")
+    loaded = spacy.load(tmp_path / "pipe").get_pipe("fewshot_ner")
+    assert loaded.builder.prefix_ids("PER") == ner.builder.prefix_ids("PER")
+    doc = nlp("Smith lives in Rome .")  # decoding with the longer shared prefix
+    assert all(ent.label_ in ("PER", "LOC") for ent in doc.ents)
+    none = make_nlp(tiny_chat_model_dir)
+    none.initialize(lambda: make_examples(none))
+    assert none.get_pipe("fewshot_ner").cfg["demonstration_data"] == []
+    assert "Solved examples" not in none.get_pipe("fewshot_ner").builder.tokenizer.decode(
+        none.get_pipe("fewshot_ner").builder.prefix_ids("PER"))
+    with pytest.raises(ValueError, match="demonstrations"):
+        nlp.add_pipe("fewshot_ner", name="other", config={"demonstrations": -1})
+    # examples that fill the 256-position window leave no room for text: a clear error, not truncation
+    ner.cfg["demonstration_data"] = [["Obama visited London . " * 30, {"PER": ["Obama"]}]]
+    ner._builder = None
+    with pytest.raises(ValueError, match=r"window \(256 tokens\).*demonstrations=2"):
+        nlp("Smith lives in Rome .")

@@ -157,3 +157,32 @@ def test_chat_template_without_assistant_turn_is_refused(chat_tokenizer):
     tok.chat_template = "{% for message in messages %}{{ message['content'] }}{% endfor %}"
     with pytest.raises(ValueError, match="chat template"):
         PromptBuilder(tok, {}, "chat")
+
+
+DEMOS = [("Obama visited Paris and Paris again", {"PER": ["Obama"], "LOC": ["Paris", "Paris"]}),
+         ("Nothing here", {})]
+
+
+def test_chat_demonstrations_precede_the_instruction_and_are_shared_by_every_type(chat_tokenizer):
+    tok = chat_tokenizer
+    plain = PromptBuilder(tok, {"LOC": "a place", "PER": "PER"}, "chat")
+    b = PromptBuilder(tok, {"LOC": "a place", "PER": "PER"}, "chat", DEMOS)
+    text = tok.decode(b.prefix_ids("LOC"))
+    # every demonstration text, then each type's answer in the answer format (each text once)
+    assert ("Solved examples:\nText: Obama visited Paris and Paris again\nLOC: <<< Paris >>>\nPER: <<< Obama >>>\n"
+            "\nText: Nothing here\nLOC: none\nPER: none\n\nNow the task.\n") in text
+    assert text.endswith(tok.decode(plain.prefix_ids("LOC")).split("user\n", 1)[1])  # then the instruction as before
+    assert b.prefix_ids("LOC") == b.prefix_ids("PER") and b.text_first  # still shared: one cache for all types
+    assert b.suffix_ids("PER") == plain.suffix_ids("PER") and b.markers == plain.markers
+    assert b.max_prefix_length(["LOC"]) > plain.max_prefix_length(["LOC"])  # the text budget shrinks by it
+
+
+def test_plain_demonstrations_show_the_instructions_type_only(builder):
+    tok = builder.tokenizer
+    b = PromptBuilder(tok, {"PER": "a person", "LOC": "LOC"}, "plain", DEMOS)
+    per, loc = tok.decode(b.prefix_ids("PER")), tok.decode(b.prefix_ids("LOC"))
+    assert "### Example input:\nObama visited Paris and Paris again\n### Example answer: <<< Obama >>>" in per
+    assert "### Example answer: <<< Paris >>>" in loc and "<<< Obama >>>" not in loc
+    assert per.count("### Example answer: none") == 1 and per.endswith("### Input:\n")
+    assert per.startswith(tok.decode(builder.prefix_ids("PER"))[: -len("\n### Input:\n")])
+    assert PromptBuilder.answer_text([]) == " none"

@@ -54,6 +54,7 @@ Candidate = Tuple[int, int, str, float]
         "batch_size": 16,
         "train_batch_size": 16,
         "negative_rate": 1.0,
+        "demonstrations": 0,
         "overwrite_ents": False,
         "scorer": {"@scorers": "spacy.ner_scorer.v1"},
     },
@@ -70,6 +71,7 @@ def make_fewshot_ner(
     batch_size: int,
     train_batch_size: int,
     negative_rate: float,
+    demonstrations: int,
     overwrite_ents: bool,
     scorer: Optional[Callable],
 ) -> "FewShotNER":
@@ -78,12 +80,14 @@ def make_fewshot_ner(
     `train_batch_size`: instructions per forward/backward pass (memory only, not the loss).
     `negative_rate`: share of the training instructions whose answer is "none" (a type absent
     from the sentence) that each update keeps, drawn afresh per update (1.0: all of them).
+    `demonstrations`: how many of the initialize examples (in order) every prompt shows as solved
+    examples, as spacy-llm's few-shot prompts do (0: none); they are saved with the pipe.
     `overwrite_ents`: let predictions replace overlapping entities set earlier in the pipeline
     (false: keep those, as spaCy's `ner` and `entity_ruler` do)."""
     return FewShotNER(
         nlp.vocab, model, name, labels=labels, spans_key=spans_key, max_new_tokens=max_new_tokens, prompt_format=prompt_format,
-        batch_size=batch_size, train_batch_size=train_batch_size, negative_rate=negative_rate, overwrite_ents=overwrite_ents,
-        scorer=scorer,
+        batch_size=batch_size, train_batch_size=train_batch_size, negative_rate=negative_rate, demonstrations=demonstrations,
+        overwrite_ents=overwrite_ents, scorer=scorer,
     )
 
 
@@ -103,6 +107,7 @@ class FewShotNER(TrainablePipe):
         batch_size: int = 16,
         train_batch_size: int = 16,
         negative_rate: float = 1.0,
+        demonstrations: int = 0,
         overwrite_ents: bool = False,
         scorer: Optional[Callable] = None,
     ):
@@ -110,6 +115,8 @@ class FewShotNER(TrainablePipe):
             raise ValueError("max_new_tokens, batch_size and train_batch_size must be >= 1.")
         if not 0.0 <= negative_rate <= 1.0:
             raise ValueError(f"negative_rate must be between 0 and 1, got {negative_rate!r}.")
+        if demonstrations < 0:
+            raise ValueError(f"demonstrations must be >= 0, got {demonstrations!r}.")
         if prompt_format not in PROMPT_FORMATS:
             raise ValueError(f"prompt_format must be one of {PROMPT_FORMATS}, got {prompt_format!r}.")
         self.vocab = vocab
@@ -119,7 +126,7 @@ class FewShotNER(TrainablePipe):
         self.cfg: Dict[str, Any] = {
             "labels": _as_label_dict(labels), "spans_key": spans_key, "max_new_tokens": max_new_tokens, "prompt_format": prompt_format,
             "batch_size": batch_size, "train_batch_size": train_batch_size, "negative_rate": float(negative_rate),
-            "overwrite_ents": bool(overwrite_ents),
+            "demonstrations": int(demonstrations), "demonstration_data": [], "overwrite_ents": bool(overwrite_ents),
         }
         self._builder: Optional[PromptBuilder] = None
 
@@ -150,8 +157,9 @@ class FewShotNER(TrainablePipe):
         nlp: Optional[Language] = None,
         labels: Optional[Union[Dict[str, Optional[str]], List[str]]] = None,
     ) -> None:
-        """Fix the label set (configured, or collected from the data), load the base model and
-        add fresh LoRA adapters."""
+        """Fix the label set (configured, or collected from the data), keep the first
+        `demonstrations` examples as solved examples for the prompts, load the base model and add
+        fresh LoRA adapters."""
         validate_get_examples(get_examples, "FewShotNER.initialize")
         configured = _as_label_dict(labels) if labels else dict(self.cfg["labels"])
         seen = sorted({ent.label_ for eg in get_examples() for ent in eg.reference.ents})
@@ -174,13 +182,15 @@ class FewShotNER(TrainablePipe):
                 )
             configured = {label: None for label in seen}
         self.cfg["labels"] = {label: (desc if desc and str(desc).strip() else label) for label, desc in configured.items()}
+        self.cfg["demonstration_data"] = demonstrations_of(get_examples(), self.cfg.get("demonstrations", 0))
         self._builder = None
         self.model.initialize()
 
     @property
     def builder(self) -> PromptBuilder:
         if self._builder is None:
-            self._builder = PromptBuilder(get_shim(self.model).tokenizer, self.label_data, self.cfg["prompt_format"])
+            demos = [(text, ents) for text, ents in self.cfg.get("demonstration_data", [])]
+            self._builder = PromptBuilder(get_shim(self.model).tokenizer, self.label_data, self.cfg["prompt_format"], demos)
         return self._builder
 
     def _text_budget(self) -> int:
@@ -192,8 +202,8 @@ class FewShotNER(TrainablePipe):
         if budget < 1:
             raise ValueError(
                 f"[{self.name}] The model window ({limit} tokens) leaves no room for text after the longest "
-                f"instruction and max_new_tokens={self.cfg['max_new_tokens']}; shorten the label descriptions "
-                "or max_new_tokens."
+                f"instruction and max_new_tokens={self.cfg['max_new_tokens']}; shorten the label descriptions, "
+                f"max_new_tokens or the in-context examples (demonstrations={self.cfg.get('demonstrations', 0)})."
             )
         return budget
 
@@ -396,6 +406,23 @@ def training_chunks(instructions: List[Instruction], size: int, by_segment: bool
         else:
             chunks.append(list(group))
     return chunks
+
+
+def demonstrations_of(examples: Iterable[Example], n: int) -> List[List[Any]]:
+    """The first `n` examples with text as [text, {label: entity texts in order}] (JSON as saved);
+    whitespace-only texts are skipped."""
+    out: List[List[Any]] = []
+    for eg in examples:
+        if len(out) >= n:
+            break
+        doc = eg.reference
+        if not doc.text.strip():
+            continue
+        ents: Dict[str, List[str]] = {}
+        for ent in doc.ents:
+            ents.setdefault(ent.label_, []).append(ent.text)
+        out.append([doc.text.strip(), ents])
+    return out
 
 
 def _saved_cfg(cfg: Dict[str, Any]) -> Dict[str, Any]:

@@ -21,6 +21,13 @@ prefix(type) | <the sentence's own tokens> | suffix | <answer>, in one of two fo
   The terminator is the template's first token after an assistant message (``<|im_end|>`` for
   ChatML), so an answer is exactly the assistant turn's content and its closing token.
 
+With demonstrations (solved examples, as in spacy-llm's few-shot prompts), the instruction is
+preceded by them: in the chat format every demonstration text with the answer for each type
+(shared by all types, so the key/value cache still serves every question), in the plain format
+each demonstration text with the answer for the instruction's type::
+
+    "Solved examples:\nText: <text>\n<label>: <<< a >>>\n<label2>: none\n\n" ... "Now the task.\n"
+
 "auto" picks "chat" when the tokenizer has a chat template. The answer is `` <<< a >>> <<< b >>>``
 + terminator, or the explicit empty answer `` none`` + terminator. Entity tokens in an answer
 are copied from the tokenized input, never re-tokenized, so that training targets and the
@@ -47,7 +54,14 @@ CHAT_INSTRUCTION = (
 )
 CHAT_QUESTION = "\nType: {label}"
 CHAT_DEFINITION = " ({description})"
+DEMO_HEADER = "Solved examples:\n"
+DEMO_TEXT = "Text: {text}\n"
+DEMO_ANSWER = "{label}:{answer}\n"
+DEMO_FOOTER = "Now the task.\n"
+PLAIN_DEMO = "\n### Example input:\n{text}\n### Example answer:{answer}"
 PROMPT_FORMATS = ("auto", "chat", "plain")
+#: A demonstration: a text and the entity texts of each type in it.
+Demonstration = Tuple[str, Dict[str, List[str]]]
 _SLOT = "\u2063SLOT\u2063"  # invisible separator: never produced by a chat template itself
 
 
@@ -146,7 +160,8 @@ class Instruction:
 class PromptBuilder:
     """Turns Docs into segments and (sentence, type) instructions for one tokenizer."""
 
-    def __init__(self, tokenizer, descriptions: Dict[str, str], prompt_format: str = "auto"):
+    def __init__(self, tokenizer, descriptions: Dict[str, str], prompt_format: str = "auto",
+                 demonstrations: Sequence[Demonstration] = ()):
         if not getattr(tokenizer, "is_fast", False):
             raise ValueError(
                 "The few-shot NER component needs a fast (Rust) Hugging Face tokenizer, because it maps "
@@ -157,6 +172,7 @@ class PromptBuilder:
         self.tokenizer = tokenizer
         self.descriptions = dict(descriptions)
         self.prompt_format = resolve_prompt_format(tokenizer, prompt_format)
+        self.demonstrations = [(str(text), {k: list(v) for k, v in ents.items()}) for text, ents in demonstrations]
         if self.prompt_format == "chat":
             self._chat_head, self._between, after = chat_pieces(tokenizer)
             end = self._encode(after)[0]
@@ -203,14 +219,31 @@ class PromptBuilder:
         if label not in self._prefixes:
             description = self.descriptions.get(label) or label
             if self.prompt_format == "chat":
-                self._prefixes[label] = self._encode(self._chat_head + CHAT_INSTRUCTION)
+                self._prefixes[label] = self._encode(self._chat_head + self._chat_demonstrations() + CHAT_INSTRUCTION)
             else:
                 text = INSTRUCTION.format(label=label)
                 if description != label:
                     text += DEFINITION.format(description=description)
+                text += "".join(PLAIN_DEMO.format(text=demo, answer=self.answer_text(ents.get(label, ())))
+                                for demo, ents in self.demonstrations)
                 bos = [self.tokenizer.bos_token_id] if self.tokenizer.bos_token_id is not None else []
                 self._prefixes[label] = bos + self._encode(text + INPUT_HEADER)
         return self._prefixes[label]
+
+    def _chat_demonstrations(self) -> str:
+        """The demonstrations block of the chat format: each text with every type's answer."""
+        if not self.demonstrations:
+            return ""
+        blocks = [DEMO_TEXT.format(text=text) + "".join(
+            DEMO_ANSWER.format(label=label, answer=self.answer_text(ents.get(label, ()))) for label in self.descriptions)
+            for text, ents in self.demonstrations]
+        return DEMO_HEADER + "\n".join(blocks) + "\n" + DEMO_FOOTER
+
+    @staticmethod
+    def answer_text(entities: Iterable[str]) -> str:
+        """The answer format as text: `` <<< a >>> <<< b >>>`` (each text once) or `` none``."""
+        unique = list(dict.fromkeys(entities))
+        return "".join(f"{OPEN_MARK} {e}{CLOSE_MARK}" for e in unique) if unique else NONE_MARK
 
     def max_prefix_length(self, labels: Iterable[str]) -> int:
         return max((len(self.prefix_ids(label)) for label in labels), default=0)
