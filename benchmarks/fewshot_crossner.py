@@ -387,7 +387,10 @@ def run(args) -> None:
 def aggregate(cells: Path) -> List[Dict[str, Any]]:
     """Rows of the table: one per (target, K, row) over the cached episodes."""
     groups: Dict[tuple, List[Dict[str, Any]]] = {}
-    for path in sorted(cells.glob("*-k*-ep*-*.json")):
+    def episode(path: Path) -> int:
+        return int(path.stem.split("-", 3)[2][2:])
+
+    for path in sorted(cells.glob("*-k*-ep*-*.json"), key=lambda p: (p.stem.split("-", 3)[::3], episode(p))):
         target, k, _, row = path.stem.split("-", 3)
         groups.setdefault((target, int(k[1:]), row), []).append(json.loads(path.read_text()))
     out = []
@@ -396,6 +399,7 @@ def aggregate(cells: Path) -> List[Dict[str, Any]]:
         out.append({
             "target": target, "k": k, "row": row, "episodes": len(f), "f_mean": statistics.mean(f),
             "f_std": statistics.stdev(f) if len(f) > 1 else 0.0, "f_min": min(f), "f_max": max(f),
+            "f_episodes": [round(x, 4) for x in f],  # in episode order, for differences paired by episode
             "s_per_update": statistics.mean(r["s_per_update"] for r in results),
             "cpu_s_per_update": statistics.mean(r.get("cpu_s_per_update", 0.0) for r in results),
             "sents_per_s": statistics.mean(r["sents_per_s"] for r in results),

@@ -214,8 +214,8 @@ def _crossner(src: Sources) -> Dict[str, Any]:
                     raise SourceError(f"{peers_rel}: {key} scores {r['f_mean']:.2f}, the table {cells[key]['f_mean']:.2f}: not the same episodes")
             else:
                 cells[key] = r
-            ours = next((c for c in data["rows"] if c["row"] == r["row"] or (c["row"] == "source_full" and "source" in r)), None)
-            if "source" in r and ours and "source" in ours and ours["source"]["settings"] != r["source"]["settings"]:
+            ours = next((c for c in data["rows"] if c["row"] == "source_full"), None)
+            if "source" in r and ours and _source_settings(ours) != _source_settings(r):
                 raise SourceError(f"{peers_rel}: {key} had another source stage than fewshot_crossner.json's")
     return {
         "settings": data["settings"],
@@ -228,8 +228,22 @@ def _crossner(src: Sources) -> Dict[str, Any]:
     }
 
 
-def _f(row: Optional[Dict[str, Any]]) -> str:
-    return "–" if row is None else f"{row['f_mean']:.2f} ± {row['f_std']:.2f}"
+def _source_settings(row: Dict[str, Any]) -> Dict[str, Any]:
+    """A row's source-stage settings; older results name the source stage's negative_rate `negative_rate`."""
+    settings = dict(row["source"]["settings"])
+    if "negative_rate" in settings:
+        settings.setdefault("source_negative_rate", settings.pop("negative_rate"))
+    return settings
+
+
+def _f(row: Optional[Dict[str, Any]], of: Optional[int] = None) -> str:
+    """'mean ± std' of a row's episodes, '(n = k)' added when it has fewer than `of`."""
+    if row is None:
+        return "–"
+    if of is not None and row["episodes"] < of:
+        spread = f" ± {row['f_std']:.2f}" if row["episodes"] > 1 else ""
+        return f"{row['f_mean']:.2f}{spread} (n = {row['episodes']})"
+    return f"{row['f_mean']:.2f} ± {row['f_std']:.2f}"
 
 
 @block("headline")
@@ -604,15 +618,16 @@ def fewshot_crossner(src: Sources, arg: str, prefix: str) -> str:
     s = few["settings"]
     ks = sorted({k for _, k, _ in few["cells"]})
     found = {row for _, _, row in few["cells"]}
+    episodes = max(c["episodes"] for c in few["cells"].values())
     labels = {**CROSSNER_ROWS, **{row: f"`{row}`" for row in sorted(found - set(CROSSNER_ROWS))}}
     rows = []
     for k in ks:
         for row, label in labels.items():
             if any((d, k, row) in few["cells"] for d in few["domains"]):
-                rows.append([label, k] + [_f(few["cells"].get((d, k, row))) for d in few["domains"]])
+                rows.append([label, k] + [_f(few["cells"].get((d, k, row)), episodes) for d in few["domains"]])
     missing = [f"{label} (`{row}`)" for row, label in CROSSNER_ROWS.items() if row not in found]
     return table(["row", "K"] + few["domains"], rows, "lr" + "r" * len(few["domains"])) + note(
-        f"{s['n_way']}-way K-shot CrossNER episodes, micro-F1 mean ± std over {next(iter(few['cells'].values()))['episodes']} episodes",
+        f"{s['n_way']}-way K-shot CrossNER episodes, micro-F1 mean ± std over {episodes} episodes (n = k: over the first k only)",
         f"(– : not run); the same support sets and the same {s['query_limit']} seeded test sentences for every row.",
         f"Base: `{Path(s['base_model']).name}`; {s['steps']} updates of {s['batch_size']} support sentences an episode",
         f"at lr {s['lr']}, LoRA r {s['lora_r']}, `prompt_format` {s['prompt_format']}, `negative_rate` {s['negative_rate']}, seed {s['seed']};",
@@ -620,6 +635,41 @@ def fewshot_crossner(src: Sources, arg: str, prefix: str) -> str:
         f"Machine: {few['machine']}, {few['threads']}. Source: {source_link('fewshot_crossner.json', prefix)}",
         f"(times and memory per row: {source_link('fewshot_crossner.md', prefix)}).",
         ("**Not measured yet:** " + "; ".join(missing) + ".") if missing else "",
+    )
+
+
+#: (results file, base model name) of the base-model comparison, in table order.
+BASE_MODEL_RESULTS = (("fewshot_crossner.json", "SmolLM2-135M-Instruct"), ("fewshot_qwen05.json", "Qwen2.5-Coder-0.5B-Instruct (re-upload)"))
+
+
+@block("fewshot-base-models")
+def fewshot_base_models(src: Sources, arg: str, prefix: str) -> str:
+    """Zero-shot and support-only rows of each base LLM on the same K = 5 episodes."""
+    few = _crossner(src)
+    rows, shown = [], []
+    for name, model in BASE_MODEL_RESULTS:
+        if not (src.root / RESULTS / name).exists():
+            continue
+        data = src.json(f"{RESULTS}/{name}")
+        for key in ("n_way", "query_limit", "seed", "max_new_tokens", "steps", "batch_size", "lr"):
+            if data["settings"][key] != few["settings"][key]:
+                raise SourceError(f"{RESULTS}/{name}: {key} {data['settings'][key]} differs from fewshot_crossner.json's {few['settings'][key]}")
+        cells = {(r["target"], r["k"], r["row"]): r for r in data["rows"]}
+        shown.append(name)
+        for row in ("zero_shot", "full"):
+            hits = [cells.get((d, 5, row)) for d in few["domains"]]
+            if not any(hits):
+                continue
+            timed = next(h for h in hits if h)
+            rate = f"{timed['s_per_update']:.1f}" if row == "full" else "–"
+            rows.append([model, {"zero_shot": "zero-shot, no update", "full": "support set alone, full method"}[row]] + [_f(h, 4) for h in hits]
+                        + [rate, f"{timed['sents_per_s']:.2f}", f"{max(h['peak_mib'] for h in hits if h):.0f}"])
+    return table(["base model", "row"] + [f"{d} F1" for d in few["domains"]] + ["s/update", "query sents/s", "peak RSS MiB"],
+                 rows, "ll" + "r" * (len(few["domains"]) + 3)) + note(
+        f"{few['settings']['n_way']}-way 5-shot CrossNER, the episodes and the {few['settings']['query_limit']} seeded query",
+        "sentences of the table above; micro-F1 mean ± std over n episodes; support-only rows: the same updates, batch,",
+        "learning rate and LoRA rank. s/update and query sentences/s: wall time of the first listed domain, one thread,",
+        f"on {few['machine']}. Sources: " + ", ".join(source_link(n, prefix) for n in shown) + ".",
     )
 
 
