@@ -487,6 +487,36 @@ def mslm_ablation_minilm(src: Sources, arg: str, prefix: str) -> str:
     return _ablation_table(cells, list(DATASETS), ["f1", "term"], methods, "uniform") + _ablation_notes(src, ABLATION_FILES, prefix)
 
 
+#: Learning-curve results: (labelled fraction, file) of `mslm_ablation.py --train-fraction F --sample-seed 0`.
+CURVE_FILES = ((0.1, "mslm_ablation_minilm_ncbi_f0.1.json"),)
+
+
+@block("mslm-learning-curve")
+def mslm_learning_curve(src: Sources, arg: str, prefix: str) -> str:
+    """none vs the best MSLM setting (ELM rate 1.0) per labelled fraction, per-seed differences."""
+    best = "mslm-elm1-blm0.15"
+    full = _cells(src, ABLATION_FILES)
+    points = [(f, _cells(src, [name])) for f, name in CURVE_FILES if (src.root / RESULTS / name).exists()]
+    points.append((1.0, full))
+    rows = []
+    for dataset, shown in DATASETS.items():
+        for fraction, cells in points:
+            seeds = sorted({seed for d, m, seed in cells if d == dataset and m == "none"}
+                           & {seed for d, m, seed in cells if d == dataset and m == best})
+            if not seeds:
+                continue
+            none = [cells[(dataset, "none", k)]["ner"]["f1"] for k in seeds]
+            mslm = [cells[(dataset, best, k)]["ner"]["f1"] for k in seeds]
+            rows.append([shown, f"{100 * fraction:g} %", mean_std(none), mean_std(mslm),
+                         mean_std([b - a for a, b in zip(none, mslm)], signed=True), ", ".join(map(str, seeds))])
+    return table(["dataset", "labelled", "none F1", "MSLM (ELM 1.0) F1", "MSLM − none (paired)", "seeds"], rows, "llrrrl") + note(
+        "all-MiniLM-L6-v2 + MLM head; the same budgets as the ablation table (500 adaptation steps, 300 NER steps);",
+        "below 100 %, a seeded sample of the training sentences is labelled (the same for both rows; NER and DS-terms",
+        "from it) and the rest is adapted on as unlabelled text. Sources: "
+        + ", ".join(source_link(name, prefix) for f, name in CURVE_FILES) + " and the ablation table's files.",
+    )
+
+
 @block("mslm-ablation-per-seed")
 def mslm_ablation_per_seed(src: Sources, arg: str, prefix: str) -> str:
     cells = _cells(src, ABLATION_FILES)
