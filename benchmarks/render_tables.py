@@ -903,7 +903,7 @@ def _override(src: Sources, step: str, option: str) -> Optional[str]:
     """The value `step`'s script passes to `option`, its ${vars.X} replaced by the default (None: not passed)."""
     commands = {c["name"]: c for c in src.project()["commands"]}
     for line in commands[step]["script"]:
-        match = re.search(rf"(?:^|\s){re.escape(option)} (\S+)", line)
+        match = re.search(rf"(?:^|\s){re.escape(option)} ('[^']*'|\S+)", line)
         if match:
             value = re.sub(r"\$\{vars\.(\w+)\}", lambda m: str(src.project()["vars"][m.group(1)]), match.group(1))
             return value.strip("'\"")
@@ -920,8 +920,8 @@ def _lookup(config: Dict[str, Any], dotted: str) -> Any:
     value: Any = config
     for key in dotted.split("."):
         value = value[key]
-    if isinstance(value, dict):
-        return next(v for k, v in value.items() if k.startswith("@"))
+    if isinstance(value, dict):  # a registered function: its name; an inline dict: itself
+        return next((v for k, v in value.items() if k.startswith("@")), value)
     return value
 
 
@@ -955,6 +955,8 @@ SETTINGS = {
          {"fewshot-source": "--components.fewshot_ner.max_new_tokens", "fewshot-eval": "--components.fewshot_ner.max_new_tokens"}),
         ("`train_batch_size`", "train_batch_size", "components.fewshot_ner.train_batch_size", {}),
         ("`prompt_format`", "prompt_format", "components.fewshot_ner.prompt_format", {}),
+        ("FGM (`model.adversarial`)", None, "components.fewshot_ner.model.adversarial",
+         {"fewshot-eval": "--components.fewshot_ner.model.adversarial"}),
         ("base model", None, "paths.base_model", {"fewshot-source": "--paths.base_model", "fewshot-eval": "--paths.base_model"}),
     ]),
 }
