@@ -669,7 +669,8 @@ def fewshot_crossner(src: Sources, arg: str, prefix: str) -> str:
 
 
 #: (results file, base model name) of the base-model comparison, in table order.
-BASE_MODEL_RESULTS = (("fewshot_crossner.json", "SmolLM2-135M-Instruct"), ("fewshot_qwen05.json", "Qwen2.5-Coder-0.5B-Instruct (re-upload)"))
+BASE_MODEL_RESULTS = (("fewshot_crossner.json", "SmolLM2-135M-Instruct"), ("fewshot_qwen05.json", "Qwen2.5-Coder-0.5B-Instruct (re-upload)"),
+                      ("fewshot_qwen15.json", "Qwen2.5-Coder-1.5B-Instruct (re-upload)"))
 
 
 @block("fewshot-base-models")
