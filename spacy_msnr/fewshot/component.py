@@ -182,15 +182,15 @@ class FewShotNER(TrainablePipe):
                 )
             configured = {label: None for label in seen}
         self.cfg["labels"] = {label: (desc if desc and str(desc).strip() else label) for label, desc in configured.items()}
-        self.cfg["demonstration_data"] = demonstrations_of(get_examples(), self.cfg.get("demonstrations", 0))
+        self.cfg["demonstration_data"] = demonstrations_of(get_examples(), self.cfg["demonstrations"])
         self._builder = None
         self.model.initialize()
 
     @property
     def builder(self) -> PromptBuilder:
         if self._builder is None:
-            demos = [(text, ents) for text, ents in self.cfg.get("demonstration_data", [])]
-            self._builder = PromptBuilder(get_shim(self.model).tokenizer, self.label_data, self.cfg["prompt_format"], demos)
+            self._builder = PromptBuilder(get_shim(self.model).tokenizer, self.label_data, self.cfg["prompt_format"],
+                                          self.cfg["demonstration_data"])
         return self._builder
 
     def _text_budget(self) -> int:
@@ -203,7 +203,7 @@ class FewShotNER(TrainablePipe):
             raise ValueError(
                 f"[{self.name}] The model window ({limit} tokens) leaves no room for text after the longest "
                 f"instruction and max_new_tokens={self.cfg['max_new_tokens']}; shorten the label descriptions, "
-                f"max_new_tokens or the in-context examples (demonstrations={self.cfg.get('demonstrations', 0)})."
+                f"max_new_tokens or the in-context examples (demonstrations={self.cfg['demonstrations']})."
             )
         return budget
 
