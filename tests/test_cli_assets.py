@@ -125,3 +125,20 @@ def test_a_file_without_url_mirror_or_git_source_is_a_clear_error(tmp_path):
     _write_project(tmp_path / "p", [{"dest": "assets/x/data.jsonl", "checksum": "0" * 32}])
     result = CliRunner().invoke(app, ["assets", str(tmp_path / "p")])
     assert result.exit_code == 1 and "assets/x/data.jsonl has no URL and is not in the mirror" in " ".join(result.output.split())
+
+
+def test_include_fetches_the_extra_assets_of_one_folder_only(data_dir, tmp_path):
+    """`--include assets/blurb/BC5CDR-IOB` (the `assets` step with vars.dataset BC5CDR-IOB) brings
+    that set's extra files as well as the default ones, and no other extra file."""
+    config = srsly.read_yaml(ROOT / "project.yml")
+    wanted = {"blurb/NCBI-disease-IOB/train.tsv", "blurb/BC5CDR-IOB/devel.tsv"}
+    assets = [a for a in config["assets"] if str(Path(*Path(a["dest"]).parts[1:])) in wanted]
+    assert [bool(a.get("extra")) for a in assets] == [False, True]
+    other = {"dest": "assets/blurb/Other-IOB/train.tsv", "url": "https://example.org/never-fetched.tsv", "extra": True}
+    config["assets"] = [{**a, "checksum": md5(data_dir / Path(*Path(a["dest"]).parts[1:]))} for a in assets] + [other]
+    srsly.write_yaml(tmp_path / "project.yml", config)
+    result = CliRunner().invoke(app, ["assets", str(tmp_path), "--mirror", str(data_dir), "--include", "assets/blurb/BC5CDR-IOB"])
+    assert result.exit_code == 0, result.output
+    assert sorted(str(p.relative_to(tmp_path / "assets")) for p in (tmp_path / "assets").glob("*/*/*.*")) == sorted(wanted)
+    plain = CliRunner().invoke(app, ["assets", str(tmp_path), "--mirror", str(data_dir)])
+    assert plain.exit_code == 0 and plain.output.count("checksum matches") == 1, plain.output

@@ -101,7 +101,8 @@ def test_every_default_input_is_covered_by_a_pinned_asset(workflow):
         for path in reads:
             if not path.startswith("assets/"):
                 continue
-            covered = path in assets or any(path.startswith(f + "/") or path == f for f in fetched)
+            covered = (path in assets or any(a.startswith(path + "/") for a in assets)  # a file, or a folder of them
+                       or any(path.startswith(f + "/") or path == f for f in fetched))
             assert covered, f"{workflow}/{step} reads {path}, which no asset entry or earlier step provides"
     assert PROJECT["vars"]["unlabeled_text"] in assets
 

@@ -117,6 +117,7 @@ def assets_cli(
     project_dir: Path = typer.Argument(Path("."), help="Folder holding project.yml", exists=True, file_okay=False),
     mirror: str = typer.Option("", "--mirror", help="Local folder laid out like assets/ (e.g. ../shared/data); used where it has the file"),
     extra: bool = typer.Option(False, "--extra", help="Also fetch assets marked extra"),
+    include: List[str] = typer.Option([], "--include", help="Also fetch the extra assets under this folder (repeatable), e.g. assets/blurb/BC5CDR-IOB"),
 ) -> None:
     """Fetch the assets of project.yml (from a mirror folder when given) and verify checksums."""
     config = load_project_config(project_dir)
@@ -124,7 +125,9 @@ def assets_cli(
     if mirror_dir is not None and not mirror_dir.is_dir():
         msg.warn(f"Mirror folder {mirror_dir} not found; fetching from the URLs")
         mirror_dir = None
-    wanted = [a for a in config.get("assets", []) if extra or not a.get("extra")]
+    folders = [Path(folder) for folder in include]
+    wanted = [a for a in config.get("assets", [])
+              if extra or not a.get("extra") or any(folder in Path(a["dest"]).parents for folder in folders)]
     git_assets = [a for a in config.get("assets", []) if "git" in a]
     for asset in wanted:
         if "git" in asset:
