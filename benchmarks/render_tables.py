@@ -335,6 +335,46 @@ def workflow_run(src: Sources, arg: str, prefix: str) -> str:
     )
 
 
+#: The per-set runs of the `all` workflow: workflow_all.json (the project's default set) and
+#: workflow_all_<set>.json (`--vars.dataset <set>-IOB`).
+PER_SET_RUNS = "workflow_all*.json"
+
+
+@block("workflow-per-set")
+def workflow_per_set(src: Sources, arg: str, prefix: str) -> str:
+    default = srsly.read_yaml(src.root / "project.yml")["vars"]["dataset"]
+    rows, names = [], []
+    for path in sorted((src.root / RESULTS).glob(PER_SET_RUNS)):
+        run = src.json(f"{RESULTS}/{path.name}")
+        if "lead" not in run:
+            continue
+        options = dict(zip(run["overrides"][::2], run["overrides"][1::2]))
+        budget = run.get("ner_budget")
+        train = next((r["seconds"] for r in run["steps"] if r["step"] == "train"), None)
+        if budget:
+            cap = budget["max_seconds"]
+            steps = f"{budget['max_steps']} (eval every {budget['eval_frequency']}" + (
+                f"; cap {cap / 60:.0f} min {'reached' if train and train >= cap else 'not reached'})" if cap else ")")
+        else:
+            steps = "fixed `train_steps` (before `train-budget`)"
+        rows.append([options.get("--vars.dataset", default).removesuffix("-IOB"), steps, f"{run['package']['f']:.2f}",
+                     f"{run['cnn']['f']:.2f}", f"**{run['lead']:+.2f}**", f"{train / 60:.1f}" if train else "–",
+                     f"{run['total_seconds'] / 60:.1f}", run["machine"].get("omp_threads") or "default",
+                     f"{run['machine']['load_before'][0]}", run["date"]])
+        names.append(path.name)
+    if not rows:
+        return "No run of `benchmarks/workflow_run.py` is recorded yet."
+    header = ["set", "transformer + ner steps", "package F1", "CNN F1", "lead", "train min", "workflow min", "torch threads",
+              "load before", "date"]
+    return table(header, rows, "llrrrrrrrl") + note(
+        "`python benchmarks/workflow_run.py --workflow all --vars.dataset SET` once a set, each in a fresh copy of the project,",
+        "every other setting the default: the package (`evaluate`) and spaCy's CNN `ner` (`evaluate-cnn`) on the same test split in the same run.",
+        "The 2-core, 24 GiB CPU workplace machine, no GPU; runs side by side share its two cores (load average before the run",
+        "in the table), so wall times are upper bounds. Seed 0, one run a set: no spread measured.",
+        "Sources: " + ", ".join(source_link(name, prefix) for name in names) + ".",
+    )
+
+
 @block("ner-runs")
 def ner_runs(src: Sources, arg: str, prefix: str) -> str:
     rel = f"{RESULTS}/ner_budget_minilm.md"

