@@ -268,6 +268,16 @@ def headline(src: Sources, arg: str, prefix: str) -> str:
     rows = [
         ["NCBI-disease, full training split", f"**`{package[0]}`**: all-MiniLM-L6-v2 adapted with MSLM, spacy-transformers + `ner`", f"**{package[3]}**"],
         ["", "spaCy's CNN `ner` (efficiency config), same data, early stopping", cnn[3]],
+    ]
+    other_sets = _other_set_runs(src)
+    if other_sets:
+        sets = " / ".join(name for name, _ in other_sets)
+        rows += [
+            [f"{sets}, full training splits", "the `all` workflow's package on each set (`--vars.dataset`)",
+             " / ".join(f"**{run['package']['f']:.2f}**" if run["lead"] > 0 else f"{run['package']['f']:.2f}" for _, run in other_sets)],
+            ["", "spaCy's CNN `ner`, same data, same run", " / ".join(f"{run['cnn']['f']:.2f}" for _, run in other_sets)],
+        ]
+    rows += [
         [f"CrossNER {domains}, {s['n_way']}-way {k}-shot", "`fewshot_ner` (SmolLM2-135M-Instruct) after the conll2003 source stage", per_domain("source_full")],
         ["", "spaCy's CNN `ner` trained on the same support set", per_domain("spacy_ner")],
         ["", "spaCy's CNN `ner` trained on the source corpus first, then on the support set (the fair peer of the source stage)",
@@ -281,6 +291,7 @@ def headline(src: Sources, arg: str, prefix: str) -> str:
         raise SourceError(f"{RESULTS}/fewshot_crossner.md: no 'N updates of B at lr X' in the source-stage note")
     return out + note(
         f"NCBI-disease: one run (no spread measured) of `spacy project run all` with its defaults, {run['date']},",
+        "the other BLURB sets: one run each (table `workflow-per-set` in docs/benchmarks.md for dates, budgets and load);" if other_sets else "",
         f"on the {run['machine']}, no GPU; entity-level F1 of `spacy evaluate` on the test split.",
         f"CrossNER: micro-F1 mean ± std over {next(iter(few['cells'].values()))['episodes']} episodes a domain, the same support sets",
         f"and {s['query_limit']} seeded test sentences for every row; source stage: {source.group(1)}, {source.group(2)}; {few['machine']}.",
@@ -298,6 +309,18 @@ def all_workflow(src: Sources, arg: str, prefix: str) -> str:
         "P/R/F1 and words/s are `spacy evaluate`'s on the test split.",
         f"Source: {source_link('all_workflow_minilm.md', prefix)}.",
     )
+
+
+def _other_set_runs(src: Sources) -> List[Tuple[str, Dict[str, Any]]]:
+    """(set name, run) of each recorded `all` run on a set other than the project's default."""
+    default = srsly.read_yaml(src.root / "project.yml")["vars"]["dataset"]
+    runs = []
+    for path in sorted((src.root / RESULTS).glob(PER_SET_RUNS)):
+        run = src.json(f"{RESULTS}/{path.name}")
+        dataset = dict(zip(run["overrides"][::2], run["overrides"][1::2])).get("--vars.dataset", default)
+        if dataset != default and "lead" in run:
+            runs.append((dataset.removesuffix("-IOB"), run))
+    return runs
 
 
 def _workflow_run(src: Sources) -> Optional[Dict[str, Any]]:
