@@ -27,6 +27,15 @@ benchmarks/work/fewshot_crossner/source; two more rows start from it:
   source_no_contrastive, source_no_fgm
                   source_full's target stage with contrastive weight 0 / adversarial epsilon 0
                   (the source stage itself stays the full method)
+With --source-steps N > 0, the episodic_* rows start instead from an episodic, multi-source source
+stage, as CLLMFS trains (cached per target under benchmarks/work/fewshot_crossner/source_episodic):
+fewshot_ner (full method) on --source-n-way --source-k-shot episodes drawn from --source and every
+CrossNER domain in the data folder other than the target (leave-one-domain-out; each episode from one
+domain, its Docs annotated for its types only), in updates of at most --source-batch-size sentences
+of one episode, until it has trained on as many (sentence, type) instructions as the plain source
+stage (N x --source-batch-size x the number of --source types): equal source compute.
+  episodic_zero, episodic_full, episodic_no_fgm
+                  as source_zero, source_full, source_no_fgm from that model
 Each (target, K, episode, row) result is cached as JSON under benchmarks/work/fewshot_crossner/cells
 (keyed by the settings), so an interrupted run resumes where it stopped; after every cell the
 table (micro-F1 mean ± std and min-max over episodes, seconds per update, query sentences/s, peak
@@ -62,12 +71,14 @@ WORK = ROOT / "benchmarks" / "work" / "fewshot_crossner"
 RESULTS = ROOT / "benchmarks" / "results"
 DEFAULT_BASE = ROOT / "assets" / "models" / "smollm2-135m-instruct"
 ROWS = ("full", "no_contrastive", "no_fgm", "zero_shot", "in_context", "spacy_ner", "spacy_ner_source", "source_zero", "source_full",
-        "source_no_contrastive", "source_no_fgm")
-SOURCE_ROWS = ("source_zero", "source_full", "source_no_contrastive", "source_no_fgm")
+        "source_no_contrastive", "source_no_fgm", "episodic_zero", "episodic_full", "episodic_no_fgm")
+EPISODIC_ROWS = ("episodic_zero", "episodic_full", "episodic_no_fgm")
+SOURCE_ROWS = ("source_zero", "source_full", "source_no_contrastive", "source_no_fgm") + EPISODIC_ROWS
 #: The in_context row shows every support sentence (an episode has fewer).
 MAX_DEMONSTRATIONS = 1000
 #: Source rows with a target stage, and the row of fewshot_pipeline each trains as.
-TARGET_STAGE = {"source_full": "full", "source_no_contrastive": "no_contrastive", "source_no_fgm": "no_fgm"}
+TARGET_STAGE = {"source_full": "full", "source_no_contrastive": "no_contrastive", "source_no_fgm": "no_fgm",
+                "episodic_full": "full", "episodic_no_fgm": "no_fgm"}
 #: Short definitions of the CrossNER types (after the CrossNER annotation guidelines), given to
 #: fewshot_ner as label descriptions with --describe; types without one are described by their name.
 DESCRIPTIONS = {
@@ -91,7 +102,7 @@ KEYED = ("base_model", "n_way", "query_limit", "steps", "batch_size", "train_chu
          "prompt_format", "ner_steps", "seed", "describe", "negative_rate")
 #: Settings added after cells were cached: left out of the key at these values, so those cells stay valid.
 LATER_DEFAULTS = {"describe": False, "negative_rate": 1.0, "source_negative_rate": 1.0, "source_full_lr": None,
-                  "source_full_negative_rate": None}
+                  "source_full_negative_rate": None, "source_n_way": 5, "source_k_shot": 5}
 
 
 class PeakRSS:
@@ -138,6 +149,8 @@ def docbin(domain: str, split: str, vocab) -> List:
 #: The source stage depends on these settings (its cache key).
 SOURCE_ONLY = ("source", "source_steps", "source_batch_size", "source_lr", "source_negative_rate")
 SOURCE_KEYED = ("base_model", "lora_r", "train_chunk", "prompt_format", "seed", "describe") + SOURCE_ONLY
+#: ... and the episodic source stage on these (and on the target, which it leaves out).
+EPISODIC_KEYED = ("source_n_way", "source_k_shot")
 #: Rows that do not train fewshot_ner on the target depend on fewer settings, and the source rows on
 #: more: their cells are shared by every run whose settings agree on these
 #: (benchmarks/work/fewshot_crossner/rows/<row>/<key>/), and a row's cell in a run's own folder is
@@ -148,7 +161,10 @@ ROW_KEYED = {
     "spacy_ner": ("n_way", "query_limit", "ner_steps", "batch_size", "seed"),
     "spacy_ner_source": ("n_way", "query_limit", "ner_steps", "batch_size", "seed", "source", "spacy_source_epochs"),
     "source_zero": ("n_way", "query_limit", "max_new_tokens") + SOURCE_KEYED,
+    "episodic_zero": ("n_way", "query_limit", "max_new_tokens") + SOURCE_KEYED + EPISODIC_KEYED,
     **{row: KEYED + SOURCE_ONLY + ("source_full_lr", "source_full_negative_rate") for row in TARGET_STAGE},
+    **{row: KEYED + SOURCE_ONLY + EPISODIC_KEYED + ("source_full_lr", "source_full_negative_rate")
+       for row in TARGET_STAGE if row in EPISODIC_ROWS},
 }
 
 
@@ -246,6 +262,66 @@ def source_base(args) -> Path:
     return out / "model"
 
 
+def source_domains(args, target: str) -> List[str]:
+    """--source and every other CrossNER domain of the data folder except `target`."""
+    others = sorted(p.name for p in DATA.iterdir() if (p / "train.txt").exists() and p.name not in (args.source, target))
+    return [args.source] + others
+
+
+def episodic_source_base(args, target: str) -> Path:
+    """The base model after the episodic multi-source source stage for `target` (cached): see the
+    module docstring. Equal compute with source_base: the same number of (sentence, type) instructions."""
+    from spacy_msnr.corpus.episodes import ANNOTATED_LABELS, source_episodes
+    from spacy_msnr.fewshot.model import get_shim
+
+    domains = source_domains(args, target)
+    out = WORK / "source_episodic" / f"{settings_key(args, SOURCE_KEYED + EPISODIC_KEYED)}-{target}"
+    if (out / "source.json").exists():
+        return out / "model"
+    vocab = spacy.blank("en").vocab
+    docs = {name: [d for d in docbin(name, "train", vocab) if d.ents] for name in domains}
+    plain_labels = sorted(label_counts(docs[args.source]))
+    budget = args.source_steps * args.source_batch_size * len(plain_labels)
+    rng = random.Random(args.seed)
+    batches, used, count = [], [], 0
+    for episode in source_episodes(docs, args.source_n_way, args.source_k_shot, n_episodes=budget, seed=args.seed):
+        support = rng.sample(episode.support, len(episode.support))
+        used.append(episode)
+        for start in range(0, len(support), args.source_batch_size):
+            batch = support[start:start + args.source_batch_size]
+            batches.append(batch)
+            count += sum(len(d.user_data[ANNOTATED_LABELS]) for d in batch)
+            if count >= budget:
+                break
+        if count >= budget:
+            break
+    labels = sorted({label for ep in used for label in ep.labels})
+    nlp = fewshot_pipeline(args, "full", labels, negative_rate=args.source_negative_rate)
+    spacy.util.fix_random_seed(args.seed)
+    nlp.initialize(lambda: [Example(nlp.make_doc(d.text), d) for batch in batches for d in batch])
+    set_prompt_format(nlp, args.prompt_format)
+    per_domain = {name: sum(ep.domain == name for ep in used) for name in domains}
+    print(f"episodic source stage for {target}: {len(used)} episodes ({per_domain}), {len(labels)} types, "
+          f"{sum(map(len, batches))} sentences, {count} instructions in {len(batches)} updates, lr {args.source_lr}", flush=True)
+    sgd = Adam(args.source_lr)
+    start, cpu, losses = time.perf_counter(), time.process_time(), {}
+    for step, batch in enumerate(batches, 1):
+        losses = nlp.update([Example(nlp.make_doc(d.text), d) for d in batch], sgd=sgd)
+        if step % 5 == 0:
+            print(f"  update {step}/{len(batches)} ({time.perf_counter() - start:.0f}s): "
+                  + ", ".join(f"{k} {v:.3f}" for k, v in losses.items()), flush=True)
+    seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
+    get_shim(nlp.get_pipe("fewshot_ner").model).save_merged(out / "model")
+    atomic_write_bytes(out / "source.json", json.dumps({
+        "mode": "episodic", "target": target, "domains": per_domain, "episodes": len(used), "labels": labels,
+        "sentences": sum(map(len, batches)), "instructions": count, "updates": len(batches), "train_s": seconds,
+        "s_per_update": seconds / len(batches), "cpu_s_per_update": cpu / len(batches),
+        "last_losses": {k: round(v, 4) for k, v in losses.items()},
+        "settings": {k: getattr(args, k) for k in SOURCE_KEYED + EPISODIC_KEYED}}, indent=2).encode())
+    print(f"episodic source stage done in {seconds:.0f}s ({seconds / len(batches):.1f} s/update), last losses {losses}", flush=True)
+    return out / "model"
+
+
 def spacy_source(args) -> Path:
     """spaCy's CNN `ner` trained on every training sentence of --source for --spacy-source-epochs
     epochs (batches of 32 sentences, dropout 0.1; cached): the start of the spacy_ner_source row."""
@@ -317,7 +393,7 @@ def run_spacy_source_cell(args, episode, seed: int) -> Dict[str, Any]:
     return result
 
 
-def run_cell(args, row: str, episode, seed: int) -> Dict[str, Any]:
+def run_cell(args, row: str, episode, seed: int, target: str) -> Dict[str, Any]:
     """Train (unless zero-shot) and score one row on one episode."""
     source, after_source = None, False
     if row == "spacy_ner_source":
@@ -327,11 +403,12 @@ def run_cell(args, row: str, episode, seed: int) -> Dict[str, Any]:
         nlp.add_pipe("ner")
         steps, lr = args.ner_steps, 0.001
     else:
-        source = source_base(args) if row in SOURCE_ROWS else None
+        source = (episodic_source_base(args, target) if row in EPISODIC_ROWS
+                  else source_base(args) if row in SOURCE_ROWS else None)
         after_source = row in TARGET_STAGE
         nlp = fewshot_pipeline(args, TARGET_STAGE.get(row, row), episode.labels, source and str(source),
                                args.source_full_negative_rate if after_source else None)
-        steps = 0 if row in ("zero_shot", "in_context", "source_zero") else args.steps
+        steps = 0 if row in ("zero_shot", "in_context", "source_zero", "episodic_zero") else args.steps
         lr = args.source_full_lr if after_source and args.source_full_lr is not None else args.lr
     support = [Example(nlp.make_doc(d.text), d) for d in episode.support]
     with PeakRSS() as mem:
@@ -370,7 +447,7 @@ def run(args) -> None:
                         continue
                     if path.exists() and shared is None:
                         continue
-                    result = run_cell(args, row, ep, args.seed + i)
+                    result = run_cell(args, row, ep, args.seed + i, target)
                     atomic_write_bytes(path, json.dumps(result, indent=2).encode())
                     if shared is not None:
                         shared.parent.mkdir(parents=True, exist_ok=True)
@@ -426,7 +503,16 @@ def write_results(args, cells: Path) -> None:
             "sentences per domain, restricted to each episode's types; the same support and query sets for every row. "
             "Times: wall seconds (CPU seconds of this process in brackets) with OMP_NUM_THREADS=1 on a 2-core CPU "
             "shared with other jobs; s/update is 0 for rows without updates.\n")
-    sources = {json.dumps(r["source"]["settings"], sort_keys=True): r["source"] for r in rows if "source" in r}
+    sources = {json.dumps(r["source"]["settings"], sort_keys=True): r["source"] for r in rows if "source" in r
+               and r["source"].get("mode") != "episodic"}
+    episodic = {r["source"]["target"]: r["source"] for r in rows if r.get("source", {}).get("mode") == "episodic"}
+    for target, source in sorted(episodic.items()):
+        cfg = source["settings"]
+        note += (f"\nEpisodic source stage of the episodic_* rows for {target}: {cfg['source_n_way']}-way {cfg['source_k_shot']}-shot "
+                 f"episodes from {', '.join(f'{d} ({n})' for d, n in source['domains'].items())}, {len(source['labels'])} types, "
+                 f"{source['sentences']} sentences, {source['instructions']} instructions in {source['updates']} updates of at most "
+                 f"{cfg['source_batch_size']} at lr {cfg['source_lr']} (full method), {source['train_s']:.0f} s "
+                 f"({source['s_per_update']:.1f} s/update), last losses {source['last_losses']}.\n")
     for source in sources.values():
         cfg = source["settings"]
         note += (f"\nSource stage of the source_* rows: {cfg['source']} ({', '.join(source['labels'])}), {source['sentences']} "
@@ -513,6 +599,8 @@ def main(argv: Optional[List[str]] = None) -> None:
     p.add_argument("--source-full-lr", type=float, default=None, help="learning rate of the source_full row's target stage (default --lr)")
     p.add_argument("--source-full-negative-rate", type=float, default=None,
                    help="negative_rate of the source_full row's target stage (default --negative-rate)")
+    p.add_argument("--source-n-way", type=int, default=5, help="types per episode of the episodic source stage")
+    p.add_argument("--source-k-shot", type=int, default=5, help="mentions per type in an episode of the episodic source stage")
     p.add_argument("--spacy-source-epochs", type=int, default=3, help="epochs of the spacy_ner_source row's source training")
     p.add_argument("--results-name", default="fewshot_crossner", help="file name (no suffix) of the table, JSON and plot in benchmarks/results")
     p.add_argument("--seed", type=int, default=0)

@@ -6,7 +6,8 @@ import pytest
 import spacy
 from spacy.tokens import Doc, DocBin, Span
 
-from spacy_msnr.corpus.episodes import greedy_sample, load_docs, restrict, sample_episodes
+from spacy_msnr.corpus.episodes import (ANNOTATED_LABELS, EPISODE_ID, greedy_sample, label_counts, load_docs, make_batch_by_episode,
+                                        restrict, sample_episodes, source_episodes)
 
 
 def _read_tsv(path, limit):
@@ -76,3 +77,44 @@ def test_restrict_and_errors(politics):
         sample_episodes(politics, None, 2, 1, 1)
     with pytest.raises(FileNotFoundError):
         load_docs("/nonexistent.spacy", spacy.blank("en").vocab)
+
+
+def test_restrict_records_the_annotated_types(politics):
+    kept = restrict(politics[0], ["country", "politician"])
+    assert kept.user_data[ANNOTATED_LABELS] == ["country", "politician"]
+    assert ANNOTATED_LABELS not in politics[0].user_data  # the original is untouched
+
+
+def test_source_episodes_come_from_one_domain_each_with_its_types(politics, data_dir):
+    ai = _read_tsv(data_dir / "crossner" / "ai" / "train.txt", 200)
+    domains = {"politics": politics, "ai": ai}
+    episodes = source_episodes(domains, n_way=3, k_shot=2, n_episodes=12, seed=0)
+    assert {ep.domain for ep in episodes} == {"politics", "ai"}  # both drawn in 12 (seeded)
+    for i, ep in enumerate(episodes):
+        assert len(ep.labels) == 3 and not ep.query
+        counts = label_counts(ep.support)
+        assert set(counts) <= set(ep.labels) and all(2 <= counts[label] <= 4 for label in ep.labels)
+        pool = label_counts(domains[ep.domain])
+        assert all(pool[label] >= 2 for label in ep.labels)
+        assert all(d.user_data[EPISODE_ID] == i and d.user_data[ANNOTATED_LABELS] == ep.labels for d in ep.support)
+    again = source_episodes(domains, n_way=3, k_shot=2, n_episodes=12, seed=0)
+    assert [(ep.domain, ep.labels, [d.text for d in ep.support]) for ep in again] == \
+        [(ep.domain, ep.labels, [d.text for d in ep.support]) for ep in episodes]
+    # a domain with fewer types than n_way gives episodes of all its types
+    few = source_episodes({"p": politics}, n_way=100, k_shot=2, n_episodes=1)
+    assert few[0].labels == sorted(t for t, n in label_counts(politics).items() if n >= 2)
+    with pytest.raises(ValueError, match="no entity type"):
+        source_episodes({"p": politics[:1]}, n_way=2, k_shot=50, n_episodes=1)
+
+
+def test_batch_by_episode_keeps_episodes_apart(politics):
+    episodes = source_episodes({"politics": politics}, n_way=2, k_shot=2, n_episodes=4, seed=1)
+    docs = [d for ep in episodes for d in ep.support]
+    random.Random(0).shuffle(docs)
+    batches = list(make_batch_by_episode(size=2)(docs))
+    assert sorted(d.text for b in batches for d in b) == sorted(d.text for d in docs)
+    assert all(len(b) <= 2 and len({d.user_data[EPISODE_ID] for d in b}) == 1 for b in batches)
+    sizes = Counter(d.user_data[EPISODE_ID] for d in docs)
+    assert len(batches) == sum(-(-n // 2) for n in sizes.values())
+    with pytest.raises(ValueError, match="size"):
+        make_batch_by_episode(size=0)

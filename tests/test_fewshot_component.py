@@ -9,6 +9,7 @@ import pytest
 import spacy
 import torch
 from spacy.tokens import Span
+from spacy.training import Example
 from thinc.api import Adam
 
 import util  # tests/util.py
@@ -407,3 +408,26 @@ def test_demonstrations_come_from_initialize_and_are_saved(tiny_chat_model_dir, 
     ner._builder = None
     with pytest.raises(ValueError, match=r"window \(256 tokens\).*demonstrations=2"):
         nlp("Smith lives in Rome .")
+
+
+def test_an_episode_doc_trains_only_its_annotated_types(tiny_chat_model_dir):
+    """A gold Doc annotated for some types only (`restrict`, an episode's) gets instructions for
+    those types alone: no "none" answer for a type whose mentions are simply not marked in it."""
+    from spacy_msnr.corpus.episodes import ANNOTATED_LABELS, restrict
+
+    nlp = spacy.blank("en")
+    nlp.add_pipe("fewshot_ner", config={"model": {"base_model": str(tiny_chat_model_dir)}, "max_new_tokens": 32})
+    examples = make_examples(nlp)
+    nlp.initialize(lambda: examples)
+    ner = nlp.get_pipe("fewshot_ner")
+    assert len(ner.training_instructions(examples)) == 10  # 5 sentences x 2 types
+    only_loc = [Example(eg.predicted, restrict(eg.reference, ["LOC"])) for eg in examples]
+    insts = ner.training_instructions(only_loc)
+    assert [inst.label for inst in insts] == ["LOC"] * 5
+    # "Obama visited London ." still says London for LOC; Obama (PER) is not asked about
+    answers = {inst.segment.doc_index: ner.builder.tokenizer.decode(inst.answer_ids) for inst in insts}
+    assert "London" in answers[0] and "Obama" not in answers[0]
+    unknown = Example(examples[0].predicted, examples[0].reference.copy())
+    unknown.reference.user_data[ANNOTATED_LABELS] = ["LOC", "ORG"]
+    with pytest.raises(ValueError, match=r"\['ORG'\] not among the labels"):
+        ner.training_instructions([unknown])

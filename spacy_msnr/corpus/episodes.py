@@ -10,10 +10,19 @@ import warnings
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, List, Optional, Sequence, Set, Union
+from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Sequence, Set, Union
 
 from spacy.tokens import Doc, DocBin
+from spacy.util import registry
 from spacy.vocab import Vocab
+
+
+#: `Doc.user_data` key of a Doc annotated for some entity types only (an episode's): the list of
+#: those types. `fewshot_ner` trains on such a Doc for these types alone: the other types' mentions
+#: are not marked in it, so answering "none" for them would teach a wrong answer.
+ANNOTATED_LABELS = "msnr_annotated_labels"
+#: `Doc.user_data` key of the source episode a Doc was sampled for (`batch_by_episode` groups by it).
+EPISODE_ID = "msnr_episode"
 
 
 @dataclass
@@ -23,6 +32,7 @@ class Episode:
     labels: List[str]
     support: List[Doc]
     query: List[Doc]
+    domain: str = ""
 
 
 def load_docs(path: Union[str, Path], vocab: Vocab) -> List[Doc]:
@@ -34,10 +44,12 @@ def load_docs(path: Union[str, Path], vocab: Vocab) -> List[Doc]:
 
 
 def restrict(doc: Doc, labels: Iterable[str]) -> Doc:
-    """A copy of `doc` whose entities are only those with a label in `labels`."""
+    """A copy of `doc` whose entities are only those with a label in `labels`, which it records
+    as its annotated types (`user_data[ANNOTATED_LABELS]`)."""
     keep = set(labels)
     out = doc.copy()
     out.set_ents([e for e in doc.ents if e.label_ in keep], default="outside")
+    out.user_data[ANNOTATED_LABELS] = sorted(keep)
     return out
 
 
@@ -125,3 +137,51 @@ def sample_episodes(
             warnings.warn(f"An episode's query set has no mention of {types}.")
         episodes.append(Episode(types, support, query))
     return episodes
+
+
+def source_episodes(domains: Dict[str, Sequence[Doc]], n_way: int, k_shot: int, n_episodes: int,
+                    seed: int = 0) -> List[Episode]:
+    """`n_episodes` support sets for source training, as CLLMFS trains: each from one domain drawn
+    at random (seeded), `n_way` of its types (fewer when the domain has fewer with `k_shot`
+    mentions, e.g. conll2003's four) in a greedy `k_shot` sample. Every support Doc is restricted
+    to its episode's types and carries the episode's index (`user_data[EPISODE_ID]`); no query set."""
+    if not domains:
+        raise ValueError("source_episodes needs at least one source domain.")
+    rng = random.Random(seed)
+    names = sorted(domains)
+    pools = {}
+    for name in names:
+        pool = sorted(label for label, n in label_counts(domains[name]).items() if n >= k_shot)
+        if not pool:
+            raise ValueError(f"Source domain {name!r} has no entity type with >= {k_shot} mentions.")
+        pools[name] = pool
+    episodes = []
+    for i in range(n_episodes):
+        name = rng.choice(names)
+        types, idx = _sample_types(domains[name], pools[name], min(n_way, len(pools[name])), k_shot, rng)
+        support = [restrict(domains[name][j], types) for j in idx]
+        for doc in support:
+            doc.user_data[EPISODE_ID] = i
+        episodes.append(Episode(types, support, [], domain=name))
+    return episodes
+
+
+@registry.batchers("spacy_msnr.batch_by_episode.v1")
+def make_batch_by_episode(size: int = 8) -> Callable[[Iterable[Any]], Iterator[List[Any]]]:
+    """Batches of at most `size` examples (Examples or Docs) of one source episode each
+    (`user_data[EPISODE_ID]` of the reference Doc), episodes in the order they first appear (spaCy
+    shuffles the examples every epoch), so that every update contrasts one episode's types.
+    Examples of no episode form batches of their own."""
+    if size < 1:
+        raise ValueError(f"spacy_msnr.batch_by_episode.v1: size must be >= 1, got {size}")
+
+    def batch(items: Iterable[Any]) -> Iterator[List[Any]]:
+        groups: Dict[Any, List[Any]] = {}
+        for item in items:
+            doc = getattr(item, "reference", item)
+            groups.setdefault(doc.user_data.get(EPISODE_ID), []).append(item)
+        for group in groups.values():
+            for start in range(0, len(group), size):
+                yield group[start:start + size]
+
+    return batch

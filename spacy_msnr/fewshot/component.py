@@ -9,7 +9,7 @@ generation (`decoding.py`), resolves overlaps across types and sets `doc.ents` a
 import random
 import warnings
 from pathlib import Path
-from typing import Any, Callable, Dict, Iterable, List, Optional, Tuple, Union
+from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tuple, Union
 
 import srsly
 from spacy import util
@@ -20,6 +20,7 @@ from spacy.training import Example, validate_examples, validate_get_examples
 from spacy.vocab import Vocab
 from thinc.api import Config, Model, Optimizer
 
+from ..corpus.episodes import ANNOTATED_LABELS
 from .decoding import SpanConstraint, generate, repeated_mentions, resolve_overlaps
 from .model import get_shim, max_positions
 from .prompts import PROMPT_FORMATS, Instruction, PromptBuilder, Segment
@@ -239,7 +240,8 @@ class FewShotNER(TrainablePipe):
         return losses
 
     def training_instructions(self, examples: List[Example]) -> List[Instruction]:
-        """One instruction with its gold answer per (segment, label) of the examples."""
+        """One instruction with its gold answer per (segment, label) of the examples; for a gold Doc
+        annotated for some types only (`user_data[ANNOTATED_LABELS]`, an episode's), per those types."""
         known = set(self.labels)
         budget = self._text_budget()
         out: List[Instruction] = []
@@ -247,16 +249,19 @@ class FewShotNER(TrainablePipe):
             gold = eg.reference
             if len(gold) and not gold.has_annotation("ENT_IOB"):
                 continue  # no entity annotation at all: nothing to learn from
-            unknown = sorted({ent.label_ for ent in gold.ents} - known)
+            annotated = gold.user_data.get(ANNOTATED_LABELS)  # an episode's Doc: only its types are marked
+            unknown = sorted(({ent.label_ for ent in gold.ents} | set(annotated or ())) - known)
             if unknown:
                 raise ValueError(
                     f"[{self.name}] Training example {i} has entity label(s) {unknown} not among the labels "
                     f"{sorted(known)}; configure them or let initialize collect them from the data."
                 )
-            out.extend(self._fitting_instructions(gold, i, self.builder.segments(gold, i, budget, protect=gold.ents), budget))
+            labels = [label for label in self.labels if annotated is None or label in annotated]
+            out.extend(self._fitting_instructions(gold, i, self.builder.segments(gold, i, budget, protect=gold.ents), budget, labels))
         return out
 
-    def _fitting_instructions(self, gold: Doc, index: int, segments: List[Segment], budget: int) -> List[Instruction]:
+    def _fitting_instructions(self, gold: Doc, index: int, segments: List[Segment], budget: int,
+                              labels: Sequence[str]) -> List[Instruction]:
         """Instructions (with answers) of `segments`; a segment whose prompt + answer would exceed
         the model window (many entities) is split into smaller windows instead of truncated."""
         shim = get_shim(self.model)
@@ -264,12 +269,12 @@ class FewShotNER(TrainablePipe):
         rate = self.cfg.get("negative_rate", 1.0)  # pipes saved before the setting existed keep all
         out: List[Instruction] = []
         for seg in segments:
-            insts = [self.builder.instruction(seg, label, gold.ents) for label in self.labels]
+            insts = [self.builder.instruction(seg, label, gold.ents) for label in labels]
             if max(len(x.input_ids) + len(x.answer_ids) for x in insts) > limit:
                 span = gold.char_span(seg.start_char, seg.end_char, alignment_mode="expand")
                 if span is not None and len(span) > 1 and budget > 1:
                     smaller = self.builder.segments(gold, index, max(1, len(seg.input_ids) // 2), gold.ents, within=span)
-                    out.extend(self._fitting_instructions(gold, index, smaller, budget))
+                    out.extend(self._fitting_instructions(gold, index, smaller, budget, labels))
                     continue
             kept = insts
             if rate < 1.0:  # keep every type the segment holds, a `rate` share of the "none" answers
