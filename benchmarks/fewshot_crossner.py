@@ -35,7 +35,7 @@ domain, its Docs annotated for its types only), in updates of at most --source-b
 of one episode, until it has trained on as many (sentence, type) instructions as the plain source
 stage (N x --source-batch-size x the number of --source types): equal source compute.
   episodic_zero, episodic_full, episodic_no_fgm
-                  as source_zero, source_full, source_no_fgm from that model
+                  as source_zero, source_full, source_no_fgm from that model (not in the default rows)
 Each (target, K, episode, row) result is cached as JSON under benchmarks/work/fewshot_crossner/cells
 (keyed by the settings), so an interrupted run resumes where it stopped; after every cell the
 table (micro-F1 mean ± std and min-max over episodes, seconds per update, query sentences/s, peak
@@ -149,8 +149,9 @@ def docbin(domain: str, split: str, vocab) -> List:
 #: The source stage depends on these settings (its cache key).
 SOURCE_ONLY = ("source", "source_steps", "source_batch_size", "source_lr", "source_negative_rate")
 SOURCE_KEYED = ("base_model", "lora_r", "train_chunk", "prompt_format", "seed", "describe") + SOURCE_ONLY
-#: ... and the episodic source stage on these (and on the target, which it leaves out).
-EPISODIC_KEYED = ("source_n_way", "source_k_shot")
+#: ... and the episodic source stage on these (and on the target, which it leaves out; source_pool:
+#: the CrossNER domains of the data folder, set by main).
+EPISODIC_KEYED = ("source_n_way", "source_k_shot", "source_pool")
 #: Rows that do not train fewshot_ner on the target depend on fewer settings, and the source rows on
 #: more: their cells are shared by every run whose settings agree on these
 #: (benchmarks/work/fewshot_crossner/rows/<row>/<key>/), and a row's cell in a run's own folder is
@@ -264,8 +265,7 @@ def source_base(args) -> Path:
 
 def source_domains(args, target: str) -> List[str]:
     """--source and every other CrossNER domain of the data folder except `target`."""
-    others = sorted(p.name for p in DATA.iterdir() if (p / "train.txt").exists() and p.name not in (args.source, target))
-    return [args.source] + others
+    return [args.source] + [name for name in args.source_pool if name not in (args.source, target)]
 
 
 def episodic_source_base(args, target: str) -> Path:
@@ -284,7 +284,7 @@ def episodic_source_base(args, target: str) -> Path:
     budget = args.source_steps * args.source_batch_size * len(plain_labels)
     rng = random.Random(args.seed)
     batches, used, count = [], [], 0
-    for episode in source_episodes(docs, args.source_n_way, args.source_k_shot, n_episodes=budget, seed=args.seed):
+    for episode in source_episodes(docs, args.source_n_way, args.source_k_shot, seed=args.seed):
         support = rng.sample(episode.support, len(episode.support))
         used.append(episode)
         for start in range(0, len(support), args.source_batch_size):
@@ -606,9 +606,10 @@ def main(argv: Optional[List[str]] = None) -> None:
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args(argv)
     if args.rows is None:
-        args.rows = [row for row in ROWS if args.source_steps or row not in SOURCE_ROWS]
+        args.rows = [row for row in ROWS if row not in EPISODIC_ROWS and (args.source_steps or row not in SOURCE_ROWS)]
     if args.source_steps <= 0 and set(args.rows) & set(SOURCE_ROWS):
         p.error("the source rows need --source-steps N > 0")
+    args.source_pool = sorted(path.name for path in DATA.iterdir() if (path / "train.txt").exists()) if DATA.is_dir() else []
     run(args)
 
 

@@ -200,13 +200,13 @@ def _crossner(src: Sources) -> Dict[str, Any]:
     cells = {(r["target"], r["k"], r["row"]): r for r in data["rows"]}
     # Rows run later on the same episodes (benchmarks/fewshot_crossner.py --results-name fewshot_peers /
     # fewshot_losses): taken when their episode settings agree, and a cell both have must agree.
-    for peers_rel in (f"{RESULTS}/fewshot_peers.json", f"{RESULTS}/fewshot_losses.json"):
+    for peers_rel in (f"{RESULTS}/fewshot_peers.json", f"{RESULTS}/fewshot_losses.json", f"{RESULTS}/fewshot_episodic.json"):
         if not (src.root / peers_rel).exists():
             continue
         peers = src.json(peers_rel)
-        for key in ("n_way", "query_limit", "ner_steps", "batch_size", "seed"):
-            if peers["settings"][key] != data["settings"][key]:
-                raise SourceError(f"{peers_rel}: {key} {peers['settings'][key]} differs from fewshot_crossner.json's {data['settings'][key]}")
+        for key in data["settings"]:  # every episode and target-stage setting
+            if peers["settings"].get(key) != data["settings"][key]:
+                raise SourceError(f"{peers_rel}: {key} {peers['settings'].get(key)} differs from fewshot_crossner.json's {data['settings'][key]}")
         for r in peers["rows"]:
             key = (r["target"], r["k"], r["row"])
             if key in cells:
@@ -217,6 +217,8 @@ def _crossner(src: Sources) -> Dict[str, Any]:
             ours = next((c for c in data["rows"] if c["row"] == "source_full"), None)
             if "source" in r and ours and _source_settings(ours) != _source_settings(r):
                 raise SourceError(f"{peers_rel}: {key} had another source stage than fewshot_crossner.json's")
+            if "target_stage" in r and ours and r["target_stage"] != ours["target_stage"]:
+                raise SourceError(f"{peers_rel}: {key} had another target stage than fewshot_crossner.json's")
     return {
         "settings": data["settings"],
         "cells": cells,
@@ -228,11 +230,17 @@ def _crossner(src: Sources) -> Dict[str, Any]:
     }
 
 
+#: Settings only the episodic source stage has (its other settings, budget included, are the plain one's).
+EPISODIC_SOURCE_ONLY = ("source_n_way", "source_k_shot", "source_pool")
+
+
 def _source_settings(row: Dict[str, Any]) -> Dict[str, Any]:
-    """A row's source-stage settings; older results name the source stage's negative_rate `negative_rate`."""
-    settings = dict(row["source"]["settings"])
+    """A row's source-stage settings, as far as both source stages share them; older results name
+    the source stage's negative_rate `negative_rate`."""
+    settings = {k: v for k, v in row["source"]["settings"].items() if k not in EPISODIC_SOURCE_ONLY}
     if "negative_rate" in settings:
         settings.setdefault("source_negative_rate", settings.pop("negative_rate"))
+    settings.setdefault("source_negative_rate", 1.0)
     return settings
 
 
@@ -290,7 +298,8 @@ def headline(src: Sources, arg: str, prefix: str) -> str:
     if not source:
         raise SourceError(f"{RESULTS}/fewshot_crossner.md: no 'N updates of B at lr X' in the source-stage note")
     return out + note(
-        f"NCBI-disease: one run (no spread measured) of `spacy project run all` with its defaults, {run['date']},",
+        f"NCBI-disease: one run (no spread measured) of `spacy project run all` with its defaults, {run['date']},"
+        + ("" if recorded is None or "ner_budget" in recorded else " before the transformer + `ner` budget followed the data (`train-budget`; a fixed step count then),"),
         "the other BLURB sets: one run each (table `workflow-per-set` in docs/benchmarks.md for dates, budgets and load);" if other_sets else "",
         f"on the {run['machine']}, no GPU; entity-level F1 of `spacy evaluate` on the test split.",
         f"CrossNER: micro-F1 mean ± std over {next(iter(few['cells'].values()))['episodes']} episodes a domain, the same support sets",
@@ -311,13 +320,26 @@ def all_workflow(src: Sources, arg: str, prefix: str) -> str:
     )
 
 
+def _options(run: Dict[str, Any]) -> Dict[str, str]:
+    """A run's `--vars.NAME VALUE` / `--vars.NAME=VALUE` overrides as {"--vars.NAME": VALUE}."""
+    options, words = {}, list(run["overrides"])
+    while words:
+        word = words.pop(0)
+        if "=" in word:
+            name, value = word.split("=", 1)
+        else:
+            name, value = word, words.pop(0) if words else ""
+        options[name] = value
+    return options
+
+
 def _other_set_runs(src: Sources) -> List[Tuple[str, Dict[str, Any]]]:
     """(set name, run) of each recorded `all` run on a set other than the project's default."""
     default = srsly.read_yaml(src.root / "project.yml")["vars"]["dataset"]
     runs = []
     for path in sorted((src.root / RESULTS).glob(PER_SET_RUNS)):
         run = src.json(f"{RESULTS}/{path.name}")
-        dataset = dict(zip(run["overrides"][::2], run["overrides"][1::2])).get("--vars.dataset", default)
+        dataset = _options(run).get("--vars.dataset", default)
         if dataset != default and "lead" in run:
             runs.append((dataset.removesuffix("-IOB"), run))
     return runs
@@ -329,8 +351,8 @@ def _workflow_run(src: Sources) -> Optional[Dict[str, Any]]:
     return src.json(rel) if (src.root / rel).exists() else None
 
 
-def _overrides(run: Dict[str, Any]) -> str:
-    pairs = [f"{a} {b}" for a, b in zip(run["overrides"][::2], run["overrides"][1::2]) if a != "--vars.asset_mirror"]
+def _overrides(run: Dict[str, Any], skip: Sequence[str] = ("--vars.asset_mirror",)) -> str:
+    pairs = [f"{name} {value}" for name, value in _options(run).items() if name not in skip]
     return ", ".join(f"`{p}`" for p in pairs) or "none"
 
 
@@ -351,7 +373,9 @@ def workflow_run(src: Sources, arg: str, prefix: str) -> str:
     m = run["machine"]
     return out + note(
         f"`python benchmarks/workflow_run.py --workflow {run['workflow']}` ({run['date']}): `spacy project run` of each step of `{run['workflow']}`",
-        f"in a fresh copy of the project, defaults except: {_overrides(run)}; {m['cpus']} cores, no GPU, default threads;",
+        f"in a fresh copy of the project, defaults of its date except: {_overrides(run)}"
+        + ("" if "ner_budget" in run else " (before the transformer + `ner` budget followed the data: a fixed step count)") + f"; {m['cpus']} cores, no GPU,",
+        f"OMP_NUM_THREADS {m.get('omp_threads') or 'not recorded'};",
         f"load average {m['load_before'][0]} before and {m['load_after'][0]} after the run (other jobs shared the machine when it is above {m['cpus']}:",
         "the wall times are then upper bounds). One run: no spread measured.",
         f"Source: {source_link('workflow_all.json', prefix)}.",
@@ -371,27 +395,28 @@ def workflow_per_set(src: Sources, arg: str, prefix: str) -> str:
         run = src.json(f"{RESULTS}/{path.name}")
         if "lead" not in run:
             continue
-        options = dict(zip(run["overrides"][::2], run["overrides"][1::2]))
+        options = _options(run)
         budget = run.get("ner_budget")
         train = next((r["seconds"] for r in run["steps"] if r["step"] == "train"), None)
         if budget:
             cap = budget["max_seconds"]
             steps = f"{budget['max_steps']} (eval every {budget['eval_frequency']}" + (
-                f"; cap {cap / 60:.0f} min {'reached' if train and train >= cap else 'not reached'})" if cap else ")")
+                f"; cap {cap / 60:.0f} min, {'not reached' if train and train < cap else 'may have ended it'})" if cap else ")")
         else:
             steps = "fixed `train_steps` (before `train-budget`)"
         rows.append([options.get("--vars.dataset", default).removesuffix("-IOB"), steps, f"{run['package']['f']:.2f}",
                      f"{run['cnn']['f']:.2f}", f"**{run['lead']:+.2f}**", f"{train / 60:.1f}" if train else "–",
-                     f"{run['total_seconds'] / 60:.1f}", run["machine"].get("omp_threads") or "default",
-                     f"{run['machine']['load_before'][0]}", run["date"]])
+                     f"{run['total_seconds'] / 60:.1f}", run["machine"].get("omp_threads") or "not recorded",
+                     f"{run['machine']['load_before'][0]}", _overrides(run, ("--vars.asset_mirror", "--vars.dataset")), run["date"]])
         names.append(path.name)
     if not rows:
         return "No run of `benchmarks/workflow_run.py` is recorded yet."
-    header = ["set", "transformer + ner steps", "package F1", "CNN F1", "lead", "train min", "workflow min", "torch threads",
-              "load before", "date"]
-    return table(header, rows, "llrrrrrrrl") + note(
-        "`python benchmarks/workflow_run.py --workflow all --vars.dataset SET` once a set, each in a fresh copy of the project,",
-        "every other setting the default: the package (`evaluate`) and spaCy's CNN `ner` (`evaluate-cnn`) on the same test split in the same run.",
+    header = ["set", "transformer + ner steps", "package F1", "CNN F1", "lead", "train min", "workflow min", "OMP_NUM_THREADS",
+              "load before", "other overrides", "date"]
+    return table(header, rows, "llrrrrrrrll") + note(
+        "`python benchmarks/workflow_run.py --workflow all --vars.dataset SET` once a set, each in a fresh copy of the project",
+        "with the defaults of its date and the overrides shown: the package (`evaluate`) and spaCy's CNN `ner` (`evaluate-cnn`)",
+        "on the same test split in the same run.",
         "The 2-core, 24 GiB CPU workplace machine, no GPU; runs side by side share its two cores (load average before the run",
         "in the table), so wall times are upper bounds. Seed 0, one run a set: no spread measured.",
         "Sources: " + ", ".join(source_link(name, prefix) for name in names) + ".",
@@ -703,6 +728,12 @@ CROSSNER_ROWS = {
     "source_no_contrastive": "source stage + episodes without the contrastive loss",
     "source_no_fgm": "source stage + episodes without FGM",
 }
+#: Rows added later (shown when measured, not listed as missing).
+LATER_CROSSNER_ROWS = {
+    "episodic_zero": "episodic multi-source source stage only, no episode update",
+    "episodic_full": "episodic multi-source source stage + full method",
+    "episodic_no_fgm": "episodic multi-source source stage + episodes without FGM",
+}
 
 
 @block("fewshot-crossner")
@@ -712,7 +743,8 @@ def fewshot_crossner(src: Sources, arg: str, prefix: str) -> str:
     ks = sorted({k for _, k, _ in few["cells"]})
     found = {row for _, _, row in few["cells"]}
     episodes = max(c["episodes"] for c in few["cells"].values())
-    labels = {**CROSSNER_ROWS, **{row: f"`{row}`" for row in sorted(found - set(CROSSNER_ROWS))}}
+    known = {**CROSSNER_ROWS, **LATER_CROSSNER_ROWS}
+    labels = {**known, **{row: f"`{row}`" for row in sorted(found - set(known))}}
     rows = []
     for k in ks:
         for row, label in labels.items():

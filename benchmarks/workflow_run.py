@@ -4,7 +4,7 @@ test scores the workflow wrote (the package beside spaCy's CNN `ner`), as JSON.
 
     python benchmarks/workflow_run.py --workflow all --output benchmarks/results/workflow_all.json \
         [--work benchmarks/work/workflow_all] [--vars.NAME VALUE ...]
-    python benchmarks/workflow_run.py --summarize-only --work W --output O   # re-read W's scores into O
+    python benchmarks/workflow_run.py --summarize-only --work W --output O [--omp-threads N]   # re-read W into O
 
 The JSON also keeps the transformer + ner budget the run trained with (training/ner/model-best's
 config: max_steps, eval_frequency, time cap) and the dev scores of its evaluations.
@@ -72,10 +72,12 @@ def main() -> None:
     parser.add_argument("--output", type=Path, required=True)
     parser.add_argument("--wheel-cache", type=Path, default=ROOT / "assets" / "models" / "wheels")
     parser.add_argument("--summarize-only", action="store_true", help="Run nothing: add what --work holds to the --output JSON")
+    parser.add_argument("--omp-threads", help="With --summarize-only: the OMP_NUM_THREADS the run had (a run records its own)")
     args, overrides = parser.parse_known_args()
     if args.summarize_only:
         out = json.loads(args.output.read_text())
-        out["machine"].setdefault("omp_threads", os.environ.get("OMP_NUM_THREADS"))  # give it the run's environment
+        if args.omp_threads is not None:  # what the run was started with, as its starter says
+            out["machine"]["omp_threads"] = args.omp_threads
         summarize(args.work, out)
         args.output.write_text(json.dumps(out, indent=2) + "\n")
         print(json.dumps({k: out.get(k) for k in ("lead", "ner_budget")}))

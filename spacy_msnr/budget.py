@@ -4,9 +4,11 @@ spaCy's `warmup_linear.v1` schedule needs its `total_steps` before training star
 configs tie it to `training.max_steps`. `budget_config` counts the batches one epoch of the
 config's train corpus makes with the config's batcher, sets `training.max_steps` to that count
 times the epochs (so the schedule decays over the real run), and wraps the batcher in
-`spacy_msnr.time_capped.v1`, which stops handing out batches once the time cap has passed: the
-training loop then runs out of data and ends normally (model-last saved, model-best from the
-evaluations done so far).
+`spacy_msnr.time_capped.v1`, which stops handing out batches at the first evaluation after the
+time cap: the training loop then runs out of data and ends normally (model-last saved, model-best
+the best of the evaluations, the last of them on the last update). Batches per epoch are counted
+on the corpus in file order; spaCy shuffles every epoch, which can change a batcher's count by a
+few percent, so "epochs" is approximate.
 """
 import copy
 import math
@@ -26,33 +28,44 @@ TIME_CAPPED = "spacy_msnr.time_capped.v1"
 
 class TimeCapped:
     """Wrap a batcher: batches as it makes them until `max_seconds` after the first batch was
-    asked for, then none (every later epoch is empty, so spaCy's loop ends at `max_epochs`)."""
+    asked for, and then until spaCy has just evaluated a trained step (`eval_frequency`: spaCy
+    evaluates after step 0, f, 2f, ...; 0: stop at the cap), then none: every later epoch is empty,
+    so spaCy's loop ends at `max_epochs` with its last updates scored."""
 
-    def __init__(self, batcher: Batcher, max_seconds: float, clock: Callable[[], float] = time.monotonic):
-        if max_seconds < 0:
-            raise ValueError(f"{TIME_CAPPED}: max_seconds must be >= 0 (0: no cap), got {max_seconds}")
+    def __init__(self, batcher: Batcher, max_seconds: float, eval_frequency: int = 0,
+                 clock: Callable[[], float] = time.monotonic):
+        if max_seconds < 0 or eval_frequency < 0:
+            raise ValueError(f"{TIME_CAPPED}: max_seconds and eval_frequency must be >= 0 (0: no cap / stop at the cap), "
+                             f"got {max_seconds} and {eval_frequency}")
         self.batcher = batcher
         self.max_seconds = max_seconds
+        self.eval_frequency = eval_frequency
         self.clock = clock
         self.started: Optional[float] = None
-        self.capped_at: Optional[int] = None  # batches handed out when the cap stopped the run
+        self.handed = 0  # batches handed out so far: the last one was spaCy's step handed - 1
 
     def expired(self) -> bool:
         return bool(self.max_seconds) and self.started is not None and self.clock() - self.started >= self.max_seconds
+
+    def _just_evaluated(self) -> bool:
+        f = self.eval_frequency
+        return not f or (self.handed > 1 and (self.handed - 1) % f == 0)
 
     def __call__(self, items: Iterable[T]) -> Iterator[List[T]]:
         if self.started is None:
             self.started = self.clock()
         for batch in self.batcher(items):
-            if self.expired():
+            if self.expired() and self._just_evaluated():
                 return
+            self.handed += 1
             yield batch
 
 
 @registry.batchers(TIME_CAPPED)
-def make_time_capped(batcher: Batcher, max_seconds: float = 0.0) -> TimeCapped:
-    """The batcher's batches until `max_seconds` (wall clock, from the first batch; 0: no cap)."""
-    return TimeCapped(batcher, max_seconds)
+def make_time_capped(batcher: Batcher, max_seconds: float = 0.0, eval_frequency: int = 0) -> TimeCapped:
+    """The batcher's batches until `max_seconds` (wall clock, from the first batch; 0: no cap) and
+    the next evaluation of `eval_frequency` after it (0: stop at the cap)."""
+    return TimeCapped(batcher, max_seconds, eval_frequency)
 
 
 def batches_per_epoch(config: Config) -> int:
@@ -80,7 +93,7 @@ def budget_config(config: Config, epochs: float, max_seconds: float = 0.0, max_s
     rounded up to a whole number of evaluations (about as many as its `eval_frequency` gave, the
     last on the last step), or exactly `max_steps` when that is > 0; `training.max_epochs` one more
     than the steps need (a bound: the step count ends the run first); and its batcher wrapped in
-    `spacy_msnr.time_capped.v1` (`max_seconds`; 0: no cap).
+    `spacy_msnr.time_capped.v1` (`max_seconds`; 0: no cap; stopping at an evaluation).
     Returns {"config", "batches_per_epoch", "max_steps"}."""
     if epochs <= 0 and max_steps <= 0:
         raise ValueError(f"give epochs > 0 or max_steps > 0 (got epochs={epochs}, max_steps={max_steps})")
@@ -102,5 +115,6 @@ def budget_config(config: Config, epochs: float, max_seconds: float = 0.0, max_s
         config["training"]["eval_frequency"] = frequency
     config["training"]["max_steps"] = steps
     config["training"]["max_epochs"] = math.ceil(steps / per_epoch) + 1
-    config["training"]["batcher"] = {"@batchers": TIME_CAPPED, "max_seconds": float(max_seconds), "batcher": batcher}
+    config["training"]["batcher"] = {"@batchers": TIME_CAPPED, "max_seconds": float(max_seconds),
+                                     "eval_frequency": "${training.eval_frequency}", "batcher": batcher}
     return {"config": config, "batches_per_epoch": per_epoch, "max_steps": steps}

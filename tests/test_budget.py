@@ -48,26 +48,27 @@ def test_time_capped_batches_until_the_cap_then_none():
     assert list(capped(range(5))) == []  # every later epoch is empty
 
 
-def test_time_capped_without_a_cap_passes_everything_and_rejects_a_negative_cap():
+def test_time_capped_ends_right_after_an_evaluation_of_a_trained_step():
+    """spaCy evaluates after steps 0, f, 2f, ... (the batches 1, f + 1, ...): past the cap the
+    wrapper hands out batches until the last one was such a step, never stopping at step 0 alone."""
+    clock = FakeClock()
+    capped = TimeCapped(lambda items: ([x] for x in items), max_seconds=10, eval_frequency=4, clock=clock)
+    seen = [x for batch in capped(range(100)) for x in batch if not setattr(clock, "now", clock.now + 3)]
+    assert seen == list(range(5))  # the cap passes after batch 4 (step 3); step 4 = f runs and is evaluated
+    early = TimeCapped(lambda items: ([x] for x in items), max_seconds=1, eval_frequency=5, clock=clock)
+    clock.now = 0.0
+    assert [x for b in early(range(100)) for x in b if not setattr(clock, "now", clock.now + 3)] == list(range(6))
+
+
+def test_time_capped_without_a_cap_passes_everything_and_rejects_negative_settings():
     clock = FakeClock()
     capped = TimeCapped(lambda items: ([x] for x in items), max_seconds=0, clock=clock)
     clock.now = 1e9
     assert sum(len(b) for b in capped(range(7))) == 7
     with pytest.raises(ValueError, match="max_seconds"):
         TimeCapped(lambda items: items, max_seconds=-1)
-
-
-def test_the_capped_batcher_ends_spacys_loop_at_its_epoch_bound():
-    """With max_epochs set (budget_config sets it), epochs after the cap are empty and the loop ends."""
-    clock = FakeClock()
-    capped = TimeCapped(registry.resolve({"b": {"@batchers": "spacy.batch_by_sequence.v1", "size": 1, "get_length": None}})["b"],
-                        max_seconds=5, clock=clock)
-    nlp = spacy.blank("en")
-    steps = 0
-    for _epoch, _batch in create_train_batches(nlp, lambda nlp: [nlp.make_doc(f"doc {i}") for i in range(4)], capped, max_epochs=1000):
-        steps += 1
-        clock.now += 1
-    assert steps == 5
+    with pytest.raises(ValueError, match="eval_frequency"):
+        TimeCapped(lambda items: items, max_seconds=1, eval_frequency=-2)
 
 
 def test_batches_per_epoch_counts_the_configs_own_batches(tmp_path):
@@ -84,12 +85,13 @@ def test_budget_sets_steps_evaluations_epoch_bound_and_the_cap(tmp_path):
     assert budget["batches_per_epoch"] == 5 and budget["max_steps"] == training["max_steps"] == 16
     assert training["eval_frequency"] == 4
     assert training["max_epochs"] == 5
-    assert training["batcher"] == {"@batchers": TIME_CAPPED, "max_seconds": 60.0,
+    assert training["batcher"] == {"@batchers": TIME_CAPPED, "max_seconds": 60.0, "eval_frequency": "${training.eval_frequency}",
                                    "batcher": {"@batchers": "spacy.batch_by_sequence.v1", "size": 2, "get_length": None}}
     # the schedule still reads the step count, and the written config resolves
     interpolated = budget["config"].interpolate()
     assert interpolated["training"]["optimizer"]["learn_rate"]["total_steps"] == 16
-    assert isinstance(registry.resolve({"b": interpolated["training"]["batcher"]})["b"], TimeCapped)
+    capped = registry.resolve({"b": interpolated["training"]["batcher"]})["b"]
+    assert isinstance(capped, TimeCapped) and capped.eval_frequency == 4 and capped.max_seconds == 60
     # budgeting a budgeted config counts the inner batcher, not a wrapper of a wrapper
     again = budget_config(budget["config"], epochs=1.5, max_seconds=0)
     assert again["max_steps"] == 8 and again["config"]["training"]["batcher"]["batcher"]["@batchers"] == "spacy.batch_by_sequence.v1"

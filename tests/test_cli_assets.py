@@ -142,3 +142,5 @@ def test_include_fetches_the_extra_assets_of_one_folder_only(data_dir, tmp_path)
     assert sorted(str(p.relative_to(tmp_path / "assets")) for p in (tmp_path / "assets").glob("*/*/*.*")) == sorted(wanted)
     plain = CliRunner().invoke(app, ["assets", str(tmp_path), "--mirror", str(data_dir)])
     assert plain.exit_code == 0 and plain.output.count("checksum matches") == 1, plain.output
+    typo = CliRunner().invoke(app, ["assets", str(tmp_path), "--mirror", str(data_dir), "--include", "assets/blurb/BC5CDR"])
+    assert typo.exit_code == 1 and "no asset of project.yml is there" in typo.output and "assets/blurb/BC5CDR-IOB" in typo.output

@@ -83,12 +83,16 @@ def test_restrict_records_the_annotated_types(politics):
     kept = restrict(politics[0], ["country", "politician"])
     assert kept.user_data[ANNOTATED_LABELS] == ["country", "politician"]
     assert ANNOTATED_LABELS not in politics[0].user_data  # the original is untouched
+    # restricting again cannot claim a type the first restriction unmarked
+    again = restrict(kept, ["country", "person"])
+    assert again.user_data[ANNOTATED_LABELS] == ["country"]
+    assert all(e.label_ == "country" for e in again.ents)
 
 
 def test_source_episodes_come_from_one_domain_each_with_its_types(politics, data_dir):
     ai = _read_tsv(data_dir / "crossner" / "ai" / "train.txt", 200)
     domains = {"politics": politics, "ai": ai}
-    episodes = source_episodes(domains, n_way=3, k_shot=2, n_episodes=12, seed=0)
+    episodes = list(source_episodes(domains, n_way=3, k_shot=2, n_episodes=12, seed=0))
     assert {ep.domain for ep in episodes} == {"politics", "ai"}  # both drawn in 12 (seeded)
     for i, ep in enumerate(episodes):
         assert len(ep.labels) == 3 and not ep.query
@@ -97,18 +101,23 @@ def test_source_episodes_come_from_one_domain_each_with_its_types(politics, data
         pool = label_counts(domains[ep.domain])
         assert all(pool[label] >= 2 for label in ep.labels)
         assert all(d.user_data[EPISODE_ID] == i and d.user_data[ANNOTATED_LABELS] == ep.labels for d in ep.support)
-    again = source_episodes(domains, n_way=3, k_shot=2, n_episodes=12, seed=0)
+    again = list(source_episodes(domains, n_way=3, k_shot=2, n_episodes=12, seed=0))
     assert [(ep.domain, ep.labels, [d.text for d in ep.support]) for ep in again] == \
         [(ep.domain, ep.labels, [d.text for d in ep.support]) for ep in episodes]
     # a domain with fewer types than n_way gives episodes of all its types
-    few = source_episodes({"p": politics}, n_way=100, k_shot=2, n_episodes=1)
+    few = list(source_episodes({"p": politics}, n_way=100, k_shot=2, n_episodes=1))
     assert few[0].labels == sorted(t for t, n in label_counts(politics).items() if n >= 2)
     with pytest.raises(ValueError, match="no entity type"):
         source_episodes({"p": politics[:1]}, n_way=2, k_shot=50, n_episodes=1)
+    with pytest.raises(ValueError, match="n_way and n_episodes"):
+        source_episodes(domains, n_way=0, k_shot=2)
+    # without n_episodes they are drawn lazily, without end, in the same seeded order
+    endless = source_episodes(domains, n_way=3, k_shot=2, seed=0)
+    assert [next(endless).labels for _ in range(12)] == [ep.labels for ep in episodes]
 
 
 def test_batch_by_episode_keeps_episodes_apart(politics):
-    episodes = source_episodes({"politics": politics}, n_way=2, k_shot=2, n_episodes=4, seed=1)
+    episodes = list(source_episodes({"politics": politics}, n_way=2, k_shot=2, n_episodes=4, seed=1))
     docs = [d for ep in episodes for d in ep.support]
     random.Random(0).shuffle(docs)
     batches = list(make_batch_by_episode(size=2)(docs))
@@ -118,3 +127,5 @@ def test_batch_by_episode_keeps_episodes_apart(politics):
     assert len(batches) == sum(-(-n // 2) for n in sizes.values())
     with pytest.raises(ValueError, match="size"):
         make_batch_by_episode(size=0)
+    with pytest.warns(UserWarning, match="store_user_data"):
+        assert len(list(make_batch_by_episode(size=100)(politics[:5]))) == 1

@@ -427,7 +427,23 @@ def test_an_episode_doc_trains_only_its_annotated_types(tiny_chat_model_dir):
     # "Obama visited London ." still says London for LOC; Obama (PER) is not asked about
     answers = {inst.segment.doc_index: ner.builder.tokenizer.decode(inst.answer_ids) for inst in insts}
     assert "London" in answers[0] and "Obama" not in answers[0]
+    nothing = Example(examples[0].predicted, restrict(examples[0].reference, []))
+    assert ner.training_instructions([nothing]) == []  # annotated for no type: no question asked
     unknown = Example(examples[0].predicted, examples[0].reference.copy())
     unknown.reference.user_data[ANNOTATED_LABELS] = ["LOC", "ORG"]
     with pytest.raises(ValueError, match=r"\['ORG'\] not among the labels"):
         ner.training_instructions([unknown])
+
+
+def test_initialize_collects_annotated_types_without_mentions(tiny_chat_model_dir):
+    """A type an episode annotates is a label even where none of its Docs mentions it."""
+    from spacy_msnr.corpus.episodes import ANNOTATED_LABELS
+
+    nlp = spacy.blank("en")
+    nlp.add_pipe("fewshot_ner", config={"model": {"base_model": str(tiny_chat_model_dir)}, "max_new_tokens": 32})
+    examples = make_examples(nlp)
+    examples[3].reference.user_data[ANNOTATED_LABELS] = ["LOC", "ORG"]  # "Nothing happened ." has no ORG either
+    nlp.initialize(lambda: examples)
+    ner = nlp.get_pipe("fewshot_ner")
+    assert ner.labels == ("LOC", "ORG", "PER")
+    assert [inst.label for inst in ner.training_instructions([examples[3]])] == ["LOC", "ORG"]

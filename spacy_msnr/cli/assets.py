@@ -126,8 +126,16 @@ def assets_cli(
         msg.warn(f"Mirror folder {mirror_dir} not found; fetching from the URLs")
         mirror_dir = None
     folders = [Path(folder) for folder in include]
+
+    def included(asset: Dict, folder: Path) -> bool:
+        return folder == Path(asset["dest"]) or folder in Path(asset["dest"]).parents
+
+    for folder in folders:
+        if not any(included(a, folder) for a in config.get("assets", [])):
+            known = sorted({str(Path(a["dest"]).parent) for a in config.get("assets", []) if a.get("extra")})
+            msg.fail(f"--include {folder}: no asset of project.yml is there (folders with extra assets: {', '.join(known)})", exits=1)
     wanted = [a for a in config.get("assets", [])
-              if extra or not a.get("extra") or any(folder in Path(a["dest"]).parents for folder in folders)]
+              if extra or not a.get("extra") or any(included(a, folder) for folder in folders)]
     git_assets = [a for a in config.get("assets", []) if "git" in a]
     for asset in wanted:
         if "git" in asset:

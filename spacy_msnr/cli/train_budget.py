@@ -13,13 +13,14 @@ def train_budget_cli(
     config_path: Path = typer.Argument(..., help="A `spacy train` config (e.g. configs/ner_trf.cfg)", exists=True, dir_okay=False),
     output: Path = typer.Argument(..., help="Where to write the budgeted config (then: spacy train OUTPUT ...)"),
     epochs: float = typer.Option(3.0, "--epochs", help="Passes over the train corpus (in the config's own batches)"),
-    max_steps: int = typer.Option(0, "--max-steps", help="A fixed number of updates instead (0: from --epochs)"),
-    max_seconds: float = typer.Option(0.0, "--max-seconds", help="Stop handing out batches after this many seconds of training (0: no cap)"),
+    max_steps: int = typer.Option(0, "--max-steps", help="A fixed number of updates instead, evaluated as the config says (0: from --epochs)"),
+    max_seconds: float = typer.Option(0.0, "--max-seconds", help="End training at the first evaluation after this many seconds (0: no cap)"),
 ) -> None:
     """Count the batches one epoch of the config's train corpus makes with its batcher, and write
     the config with training.max_steps = epochs x that count (the learning-rate schedule decays over
-    it), evaluations spread so the last step is evaluated, and a time cap on the batcher. Config
-    overrides as `--paths.train corpus/train.spacy` (they are written into OUTPUT)."""
+    it), evaluations spread so the last step is evaluated, and a time cap on the batcher (training
+    ends at the first evaluation after it). Config overrides as `--paths.train corpus/train.spacy`
+    (they are written into OUTPUT)."""
     from spacy.cli._util import parse_config_overrides
     from spacy.util import load_config
 

@@ -45,8 +45,11 @@ def load_docs(path: Union[str, Path], vocab: Vocab) -> List[Doc]:
 
 def restrict(doc: Doc, labels: Iterable[str]) -> Doc:
     """A copy of `doc` whose entities are only those with a label in `labels`, which it records
-    as its annotated types (`user_data[ANNOTATED_LABELS]`)."""
+    as its annotated types (`user_data[ANNOTATED_LABELS]`; of a Doc restricted before, only those
+    of its own annotated types: the others are not marked in it)."""
     keep = set(labels)
+    if doc.user_data.get(ANNOTATED_LABELS) is not None:
+        keep &= set(doc.user_data[ANNOTATED_LABELS])
     out = doc.copy()
     out.set_ents([e for e in doc.ents if e.label_ in keep], default="outside")
     out.user_data[ANNOTATED_LABELS] = sorted(keep)
@@ -139,15 +142,17 @@ def sample_episodes(
     return episodes
 
 
-def source_episodes(domains: Dict[str, Sequence[Doc]], n_way: int, k_shot: int, n_episodes: int,
-                    seed: int = 0) -> List[Episode]:
-    """`n_episodes` support sets for source training, as CLLMFS trains: each from one domain drawn
-    at random (seeded), `n_way` of its types (fewer when the domain has fewer with `k_shot`
-    mentions, e.g. conll2003's four) in a greedy `k_shot` sample. Every support Doc is restricted
-    to its episode's types and carries the episode's index (`user_data[EPISODE_ID]`); no query set."""
+def source_episodes(domains: Dict[str, Sequence[Doc]], n_way: int, k_shot: int, n_episodes: Optional[int] = None,
+                    seed: int = 0) -> Iterator[Episode]:
+    """Support sets for source training, as CLLMFS trains, drawn lazily (`n_episodes`, or without
+    end when None): each from one domain drawn at random (seeded), `n_way` of its types (fewer when
+    the domain has fewer with `k_shot` mentions, e.g. conll2003's four) in a greedy `k_shot` sample.
+    Every support Doc is restricted to its episode's types and carries the episode's index
+    (`user_data[EPISODE_ID]`); no query set."""
     if not domains:
         raise ValueError("source_episodes needs at least one source domain.")
-    rng = random.Random(seed)
+    if n_way < 1 or (n_episodes is not None and n_episodes < 1):
+        raise ValueError(f"n_way and n_episodes must be >= 1, got {n_way} and {n_episodes}.")
     names = sorted(domains)
     pools = {}
     for name in names:
@@ -155,15 +160,19 @@ def source_episodes(domains: Dict[str, Sequence[Doc]], n_way: int, k_shot: int, 
         if not pool:
             raise ValueError(f"Source domain {name!r} has no entity type with >= {k_shot} mentions.")
         pools[name] = pool
-    episodes = []
-    for i in range(n_episodes):
+    return _draw_source_episodes(domains, names, pools, n_way, k_shot, n_episodes, random.Random(seed))
+
+
+def _draw_source_episodes(domains, names, pools, n_way, k_shot, n_episodes, rng) -> Iterator[Episode]:
+    i = 0
+    while n_episodes is None or i < n_episodes:
         name = rng.choice(names)
         types, idx = _sample_types(domains[name], pools[name], min(n_way, len(pools[name])), k_shot, rng)
         support = [restrict(domains[name][j], types) for j in idx]
         for doc in support:
             doc.user_data[EPISODE_ID] = i
-        episodes.append(Episode(types, support, [], domain=name))
-    return episodes
+        yield Episode(types, support, [], domain=name)
+        i += 1
 
 
 @registry.batchers("spacy_msnr.batch_by_episode.v1")
@@ -171,7 +180,8 @@ def make_batch_by_episode(size: int = 8) -> Callable[[Iterable[Any]], Iterator[L
     """Batches of at most `size` examples (Examples or Docs) of one source episode each
     (`user_data[EPISODE_ID]` of the reference Doc), episodes in the order they first appear (spaCy
     shuffles the examples every epoch), so that every update contrasts one episode's types.
-    Examples of no episode form batches of their own."""
+    Examples of no episode form batches of their own. It reads a whole epoch before the first
+    batch (spaCy's `max_epochs` >= 0), and the DocBin must keep user_data (`store_user_data=True`)."""
     if size < 1:
         raise ValueError(f"spacy_msnr.batch_by_episode.v1: size must be >= 1, got {size}")
 
@@ -180,6 +190,9 @@ def make_batch_by_episode(size: int = 8) -> Callable[[Iterable[Any]], Iterator[L
         for item in items:
             doc = getattr(item, "reference", item)
             groups.setdefault(doc.user_data.get(EPISODE_ID), []).append(item)
+        if list(groups) == [None]:
+            warnings.warn("spacy_msnr.batch_by_episode.v1: no Doc has an episode id (user_data "
+                          f"{EPISODE_ID!r}; was the DocBin saved with store_user_data=True?): one group of all")
         for group in groups.values():
             for start in range(0, len(group), size):
                 yield group[start:start + size]

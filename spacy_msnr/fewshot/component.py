@@ -163,7 +163,8 @@ class FewShotNER(TrainablePipe):
         fresh LoRA adapters."""
         validate_get_examples(get_examples, "FewShotNER.initialize")
         configured = _as_label_dict(labels) if labels else dict(self.cfg["labels"])
-        seen = sorted({ent.label_ for eg in get_examples() for ent in eg.reference.ents})
+        seen = sorted({ent.label_ for eg in get_examples() for ent in eg.reference.ents}
+                      | {label for eg in get_examples() for label in eg.reference.user_data.get(ANNOTATED_LABELS) or ()})
         if configured:
             unknown = [label for label in seen if label not in configured]
             if unknown:
@@ -257,6 +258,8 @@ class FewShotNER(TrainablePipe):
                     f"{sorted(known)}; configure them or let initialize collect them from the data."
                 )
             labels = [label for label in self.labels if annotated is None or label in annotated]
+            if not labels:
+                continue  # annotated for no type: nothing to ask
             out.extend(self._fitting_instructions(gold, i, self.builder.segments(gold, i, budget, protect=gold.ents), budget, labels))
         return out
 
