@@ -271,7 +271,7 @@ def source_domains(args, target: str) -> List[str]:
 def episodic_source_base(args, target: str) -> Path:
     """The base model after the episodic multi-source source stage for `target` (cached): see the
     module docstring. Equal compute with source_base: the same number of (sentence, type) instructions."""
-    from spacy_msnr.corpus.episodes import ANNOTATED_LABELS, source_episodes
+    from spacy_msnr.corpus.episodes import instructions_of, source_episodes
     from spacy_msnr.fewshot.model import get_shim
 
     domains = source_domains(args, target)
@@ -290,7 +290,7 @@ def episodic_source_base(args, target: str) -> Path:
         for start in range(0, len(support), args.source_batch_size):
             batch = support[start:start + args.source_batch_size]
             batches.append(batch)
-            count += sum(len(d.user_data[ANNOTATED_LABELS]) for d in batch)
+            count += instructions_of(batch)
             if count >= budget:
                 break
         if count >= budget:

@@ -6,8 +6,8 @@ import pytest
 import spacy
 from spacy.tokens import Doc, DocBin, Span
 
-from spacy_msnr.corpus.episodes import (ANNOTATED_LABELS, EPISODE_ID, greedy_sample, label_counts, load_docs, make_batch_by_episode,
-                                        restrict, sample_episodes, source_episodes)
+from spacy_msnr.corpus.episodes import (ANNOTATED_LABELS, EPISODE_ID, greedy_sample, instructions_of, label_counts, load_docs,
+                                        make_batch_by_episode, restrict, sample_episodes, source_episodes, take_episodes)
 
 
 def _read_tsv(path, limit):
@@ -129,3 +129,15 @@ def test_batch_by_episode_keeps_episodes_apart(politics):
         make_batch_by_episode(size=0)
     with pytest.warns(UserWarning, match="store_user_data"):
         assert len(list(make_batch_by_episode(size=100)(politics[:5]))) == 1
+
+
+def test_take_episodes_stops_at_the_instruction_or_episode_budget(politics):
+    episodes = list(source_episodes({"politics": politics}, n_way=3, k_shot=2, n_episodes=10, seed=0))
+    sizes = [instructions_of(ep.support) for ep in episodes]
+    assert all(n == 3 * len(ep.support) for n, ep in zip(sizes, episodes))  # each Doc once per episode type
+    budget = sizes[0] + sizes[1] + 1  # reached only with the third episode
+    assert len(take_episodes(iter(episodes), max_instructions=budget)) == 3
+    assert len(take_episodes(iter(episodes), max_instructions=budget, max_episodes=2)) == 2
+    assert len(take_episodes(iter(episodes), max_episodes=100)) == 10  # the source ran out first
+    with pytest.raises(ValueError, match="never end"):
+        take_episodes(iter(episodes))

@@ -175,6 +175,27 @@ def _draw_source_episodes(domains, names, pools, n_way, k_shot, n_episodes, rng)
         i += 1
 
 
+def instructions_of(docs: Iterable[Doc]) -> int:
+    """How many (sentence, type) instructions `fewshot_ner` trains on for these Docs of episodes:
+    each Doc once per annotated type (the source-training budget's unit)."""
+    return sum(len(doc.user_data.get(ANNOTATED_LABELS) or ()) for doc in docs)
+
+
+def take_episodes(episodes: Iterable[Episode], max_instructions: int = 0, max_episodes: int = 0) -> List[Episode]:
+    """Whole episodes from `episodes` until their support sets hold `max_instructions`
+    instructions or `max_episodes` episodes (whichever comes first; 0: no such limit)."""
+    if max_instructions <= 0 and max_episodes <= 0:
+        raise ValueError("give max_instructions > 0 or max_episodes > 0, or the episodes never end")
+    taken: List[Episode] = []
+    count = 0
+    for episode in episodes:
+        taken.append(episode)
+        count += instructions_of(episode.support)
+        if (max_instructions > 0 and count >= max_instructions) or (max_episodes > 0 and len(taken) >= max_episodes):
+            break
+    return taken
+
+
 @registry.batchers("spacy_msnr.batch_by_episode.v1")
 def make_batch_by_episode(size: int = 8) -> Callable[[Iterable[Any]], Iterator[List[Any]]]:
     """Batches of at most `size` examples (Examples or Docs) of one source episode each
