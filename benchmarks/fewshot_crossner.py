@@ -17,6 +17,13 @@ Rows, all trained and scored on identical support/query sets:
                   --source for --spacy-source-epochs epochs (cached), then given the episode's types
                   (`add_label`) and --ner-steps updates on the support set (`resume_training`); its
                   predictions are limited to the episode's types, as fewshot_ner's are
+  spacy_trf_source
+                  the same with spaCy's transformer pipeline (configs/ner_trf.cfg: spacy-transformers
+                  `transformer` on --trf-model, all-MiniLM-L6-v2 by default, + `ner`), source-trained
+                  with `spacy train` for --spacy-source-epochs epochs of the config's batches (the
+                  data-following budget of spacy_msnr.budget; dev: 1,000 --source dev sentences;
+                  model-best, cached), then --ner-steps updates on the support set with the config's
+                  optimizer (warm-up and linear decay over those steps) and dropout
 With --source-steps N > 0, a source stage first trains fewshot_ner (full method) on --source
 (default conll2003: person, location, organisation, misc) for N updates of --source-batch-size
 sentences, merges its adapters into the base (`fewshot-merge`) and caches that model under
@@ -70,7 +77,12 @@ DATA = Path(os.environ.get("MSNR_SHARED_DATA", ROOT.parent / "shared" / "data"))
 WORK = ROOT / "benchmarks" / "work" / "fewshot_crossner"
 RESULTS = ROOT / "benchmarks" / "results"
 DEFAULT_BASE = ROOT / "assets" / "models" / "smollm2-135m-instruct"
-ROWS = ("full", "no_contrastive", "no_fgm", "zero_shot", "in_context", "spacy_ner", "spacy_ner_source", "source_zero", "source_full",
+#: The spacy_trf_source row's encoder (relative to the repository root, so cache keys travel).
+DEFAULT_TRF = "assets/models/minilm-l6"
+#: Dev sentences the spacy_trf_source row's source training evaluates on.
+TRF_DEV_LIMIT = 1000
+ROWS = ("full", "no_contrastive", "no_fgm", "zero_shot", "in_context", "spacy_ner", "spacy_ner_source", "spacy_trf_source",
+        "source_zero", "source_full",
         "source_no_contrastive", "source_no_fgm", "episodic_zero", "episodic_full", "episodic_no_fgm")
 EPISODIC_ROWS = ("episodic_zero", "episodic_full", "episodic_no_fgm")
 SOURCE_ROWS = ("source_zero", "source_full", "source_no_contrastive", "source_no_fgm") + EPISODIC_ROWS
@@ -161,6 +173,7 @@ ROW_KEYED = {
     "in_context": ("base_model", "n_way", "query_limit", "max_new_tokens", "prompt_format", "seed", "describe"),
     "spacy_ner": ("n_way", "query_limit", "ner_steps", "batch_size", "seed"),
     "spacy_ner_source": ("n_way", "query_limit", "ner_steps", "batch_size", "seed", "source", "spacy_source_epochs"),
+    "spacy_trf_source": ("n_way", "query_limit", "ner_steps", "batch_size", "seed", "source", "spacy_source_epochs", "trf_model"),
     "source_zero": ("n_way", "query_limit", "max_new_tokens") + SOURCE_KEYED,
     "episodic_zero": ("n_way", "query_limit", "max_new_tokens") + SOURCE_KEYED + EPISODIC_KEYED,
     **{row: KEYED + SOURCE_ONLY + ("source_full_lr", "source_full_negative_rate") for row in TARGET_STAGE},
@@ -351,6 +364,46 @@ def spacy_source(args) -> Path:
     return out / "model"
 
 
+def trf_source(args) -> Path:
+    """configs/ner_trf.cfg (`transformer` on --trf-model + `ner`) trained with `spacy train` on every
+    training sentence of --source for --spacy-source-epochs epochs of the config's batches
+    (`spacy_msnr.budget.budget_config`), evaluated on TRF_DEV_LIMIT dev sentences (cached):
+    model-best is the start of the spacy_trf_source row."""
+    from spacy.cli.train import train as spacy_train
+    from thinc.api import Config
+
+    from spacy_msnr.budget import budget_config
+
+    out = WORK / "trf_source" / settings_key(args, ("source", "spacy_source_epochs", "seed", "trf_model"))
+    if (out / "source.json").exists():
+        return out / "model-best"
+    model = ROOT / args.trf_model
+    if not (model / "config.json").exists():
+        raise SystemExit(f"--trf-model {model}: no config.json there (fetch the default with "
+                         "`python -m spacy_msnr fetch-model minilm-l6 assets/models/minilm-l6`)")
+    vocab = spacy.blank("en").vocab
+    paths = {split: WORK / f"{args.source}-{split}.spacy" for split in ("train", "dev")}
+    sentences = {split: len(docbin(args.source, split, vocab)) for split in paths}  # converted once into paths
+    config = Config().from_disk(ROOT / "configs" / "ner_trf.cfg", interpolate=False, overrides={
+        "paths.train": str(paths["train"]), "paths.dev": str(paths["dev"]), "paths.base_model": str(model),
+        "system.seed": args.seed, "corpora.dev.limit": TRF_DEV_LIMIT, "training.logger.progress_bar": False})
+    budget = budget_config(config, epochs=args.spacy_source_epochs)
+    out.mkdir(parents=True, exist_ok=True)
+    budget["config"].to_disk(out / "config.cfg")
+    print(f"spaCy transformer + ner on {args.source}: {args.spacy_source_epochs} epochs = {budget['max_steps']} steps "
+          f"({budget['batches_per_epoch']} batches an epoch), base {args.trf_model}", flush=True)
+    start, cpu = time.perf_counter(), time.process_time()
+    spacy_train(out / "config.cfg", out, use_gpu=-1)
+    seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
+    meta = json.loads((out / "model-best" / "meta.json").read_text())
+    atomic_write_bytes(out / "source.json", json.dumps({
+        "source": args.source, "sentences": sentences["train"], "epochs": args.spacy_source_epochs,
+        "steps": budget["max_steps"], "batches_per_epoch": budget["batches_per_epoch"], "base": args.trf_model,
+        "train_s": seconds, "cpu_s": cpu, "dev_sentences": min(TRF_DEV_LIMIT, sentences["dev"]),
+        "dev_f": meta["performance"]["ents_f"], "labels": list(meta["labels"]["ner"])}, indent=2).encode())
+    return out / "model-best"
+
+
 @spacy.Language.factory("keep_labels", default_config={"labels": []})
 def make_keep_labels(nlp, name: str, labels: List[str]):
     """Drop predicted entities whose label is not in `labels` (the episode's types)."""
@@ -363,23 +416,33 @@ def make_keep_labels(nlp, name: str, labels: List[str]):
     return keep_labels
 
 
-def run_spacy_source_cell(args, episode, seed: int) -> Dict[str, Any]:
-    """The spacy_ner_source row: the source-trained CNN `ner`, the episode's types added, --ner-steps
-    updates on the support set, predictions limited to the episode's types."""
-    source = spacy_source(args)
+def run_spacy_source_cell(args, row: str, episode, seed: int) -> Dict[str, Any]:
+    """The spacy_ner_source / spacy_trf_source rows: the source-trained pipeline, the episode's types
+    added, --ner-steps updates on the support set, predictions limited to the episode's types. The
+    CNN trains as `resume_training` sets it up (Adam 0.001, no dropout); the transformer pipeline
+    with its config's optimizer, its schedule over the --ner-steps, and its dropout."""
+    trf = row == "spacy_trf_source"
+    source = trf_source(args) if trf else spacy_source(args)
     nlp = spacy.load(source)
     ner = nlp.get_pipe("ner")
     for label in episode.labels:
         ner.add_label(label)
     support = [Example(nlp.make_doc(d.text), d) for d in episode.support]
     spacy.util.fix_random_seed(seed)
-    sgd = nlp.resume_training()
+    if trf:
+        config = nlp.config.copy()
+        config["training"]["max_steps"] = args.ner_steps
+        training = config.interpolate()["training"]
+        sgd = nlp.resume_training(sgd=spacy.util.registry.resolve({"sgd": training["optimizer"]})["sgd"])
+        drop = training["dropout"]
+    else:
+        sgd, drop = nlp.resume_training(), 0.0
     rng, step, losses = random.Random(seed), 0, {}
     with PeakRSS() as mem:
         start, cpu = time.perf_counter(), time.process_time()
         while step < args.ner_steps:
             for batch in minibatch(rng.sample(support, len(support)), size=args.batch_size):
-                losses = nlp.update(batch, sgd=sgd)
+                losses = nlp.update(batch, sgd=sgd, drop=drop)
                 step += 1
                 if step >= args.ner_steps:
                     break
@@ -388,7 +451,7 @@ def run_spacy_source_cell(args, episode, seed: int) -> Dict[str, Any]:
     result = {"labels": episode.labels, "support": len(support), "query": len(episode.query), "updates": step,
               "train_s": seconds, "s_per_update": seconds / step if step else 0.0, "cpu_s_per_update": cpu / step if step else 0.0,
               "last_losses": {k: round(v, 4) for k, v in losses.items()}, **score(nlp, episode.query),
-              "spacy_source": json.loads((source.parent / "source.json").read_text())}
+              ("trf_source" if trf else "spacy_source"): json.loads((source.parent / "source.json").read_text())}
     result["peak_mib"] = max(result["peak_mib"], mem.peak)
     return result
 
@@ -396,8 +459,8 @@ def run_spacy_source_cell(args, episode, seed: int) -> Dict[str, Any]:
 def run_cell(args, row: str, episode, seed: int, target: str) -> Dict[str, Any]:
     """Train (unless zero-shot) and score one row on one episode."""
     source, after_source = None, False
-    if row == "spacy_ner_source":
-        return run_spacy_source_cell(args, episode, seed)
+    if row in ("spacy_ner_source", "spacy_trf_source"):
+        return run_spacy_source_cell(args, row, episode, seed)
     if row == "spacy_ner":
         nlp = spacy.blank("en")
         nlp.add_pipe("ner")
@@ -483,7 +546,7 @@ def aggregate(cells: Path) -> List[Dict[str, Any]]:
             "cpu_sents_per_s": statistics.mean(r.get("cpu_sents_per_s", 0.0) for r in results),
             "episode_s": statistics.mean(r["train_s"] + r["score_s"] for r in results),
             "peak_mib": max(r["peak_mib"] for r in results),
-            **{k: results[0][k] for k in ("source", "target_stage", "spacy_source") if k in results[0]},
+            **{k: results[0][k] for k in ("source", "target_stage", "spacy_source", "trf_source") if k in results[0]},
         })
     return out
 
@@ -533,6 +596,13 @@ def write_results(args, cells: Path) -> None:
         note += (f"\nSource training of the spacy_ner_source row: spaCy's CNN `ner` on all {source['sentences']} training "
                  f"sentences of {source['source']} ({', '.join(source['labels'])}), {source['epochs']} epochs of batches of 32, "
                  f"{source['train_s']:.0f} s; then the episode's types added and --ner-steps updates on the support set.\n")
+    trf_sources = {json.dumps(r["trf_source"], sort_keys=True): r["trf_source"] for r in rows if "trf_source" in r}
+    for source in trf_sources.values():
+        note += (f"\nSource training of the spacy_trf_source row: configs/ner_trf.cfg (`transformer` on {source['base']} + `ner`) "
+                 f"with `spacy train` on all {source['sentences']} training sentences of {source['source']} "
+                 f"({', '.join(source['labels'])}), {source['epochs']} epochs = {source['steps']} steps, {source['train_s']:.0f} s, "
+                 f"dev F1 {100 * source['dev_f']:.2f} on {source['dev_sentences']} dev sentences (model-best); then the episode's "
+                 "types added and --ner-steps updates on the support set (the config's optimizer and dropout).\n")
     name = args.results_name
     atomic_write_bytes(RESULTS / f"{name}.md", ("\n".join(table) + "\n\n" + note).encode())
     atomic_write_bytes(RESULTS / f"{name}.json", json.dumps({"settings": settings, "rows": rows}, indent=2).encode())
@@ -601,7 +671,10 @@ def main(argv: Optional[List[str]] = None) -> None:
                    help="negative_rate of the source_full row's target stage (default --negative-rate)")
     p.add_argument("--source-n-way", type=int, default=5, help="types per episode of the episodic source stage")
     p.add_argument("--source-k-shot", type=int, default=5, help="mentions per type in an episode of the episodic source stage")
-    p.add_argument("--spacy-source-epochs", type=int, default=3, help="epochs of the spacy_ner_source row's source training")
+    p.add_argument("--spacy-source-epochs", type=int, default=3,
+                   help="epochs of the spacy_ner_source and spacy_trf_source rows' source training")
+    p.add_argument("--trf-model", default=DEFAULT_TRF,
+                   help="Hugging Face encoder directory of the spacy_trf_source row (relative to the repository root)")
     p.add_argument("--results-name", default="fewshot_crossner", help="file name (no suffix) of the table, JSON and plot in benchmarks/results")
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args(argv)

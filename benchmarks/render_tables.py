@@ -200,7 +200,8 @@ def _crossner(src: Sources) -> Dict[str, Any]:
     cells = {(r["target"], r["k"], r["row"]): r for r in data["rows"]}
     # Rows run later on the same episodes (benchmarks/fewshot_crossner.py --results-name fewshot_peers /
     # fewshot_losses): taken when their episode settings agree, and a cell both have must agree.
-    for peers_rel in (f"{RESULTS}/fewshot_peers.json", f"{RESULTS}/fewshot_losses.json", f"{RESULTS}/fewshot_episodic.json"):
+    for peers_rel in (f"{RESULTS}/fewshot_peers.json", f"{RESULTS}/fewshot_losses.json", f"{RESULTS}/fewshot_episodic.json",
+                      f"{RESULTS}/fewshot_trf_peer.json"):
         if not (src.root / peers_rel).exists():
             continue
         peers = src.json(peers_rel)
@@ -718,6 +719,7 @@ def mslm_throughput(src: Sources, arg: str, prefix: str) -> str:
 CROSSNER_ROWS = {
     "spacy_ner": "spaCy's CNN `ner` on the same support set",
     "spacy_ner_source": "spaCy's CNN `ner` trained on the source corpus first, then on the support set",
+    "spacy_trf_source": "spaCy's MiniLM `transformer` + `ner` trained on the source corpus first, then on the support set",
     "zero_shot": "zero-shot SmolLM2",
     "in_context": "SmolLM2 prompted with the support set as solved examples, no update",
     "full": "`fewshot_ner` on the support set alone (full method)",
@@ -730,6 +732,7 @@ CROSSNER_ROWS = {
 }
 #: Rows added later (shown when measured, not listed as missing).
 LATER_CROSSNER_ROWS = {
+    "spacy_trf_source": CROSSNER_ROWS["spacy_trf_source"],
     "episodic_zero": "episodic multi-source source stage only, no episode update",
     "episodic_full": "episodic multi-source source stage + full method",
     "episodic_no_fgm": "episodic multi-source source stage + episodes without FGM",
@@ -750,7 +753,11 @@ def fewshot_crossner(src: Sources, arg: str, prefix: str) -> str:
         for row, label in labels.items():
             if any((d, k, row) in few["cells"] for d in few["domains"]):
                 rows.append([label, k] + [_f(few["cells"].get((d, k, row)), episodes) for d in few["domains"]])
-    missing = [f"{label} (`{row}`)" for row, label in CROSSNER_ROWS.items() if row not in found]
+    missing = [f"{label} (`{row}`)" for row, label in CROSSNER_ROWS.items() if row not in found and row not in LATER_CROSSNER_ROWS]
+    trf = next((c["trf_source"] for c in few["cells"].values() if "trf_source" in c), None)
+    trf_note = (f"MiniLM peer (`spacy_trf_source`): `configs/ner_trf.cfg` trained with `spacy train` on all {trf['sentences']:,} "
+                f"{trf['source']} training sentences, {trf['epochs']} epochs = {trf['steps']} steps ({trf['train_s'] / 60:.0f} min, "
+                f"dev F1 {100 * trf['dev_f']:.2f}), then the support set with the config's optimizer." if trf else "")
     return table(["row", "K"] + few["domains"], rows, "lr" + "r" * len(few["domains"])) + note(
         f"{s['n_way']}-way K-shot CrossNER episodes, micro-F1 mean ± std over {episodes} episodes (n = k: over the first k only)",
         f"(– : not run); the same support sets and the same {s['query_limit']} seeded test sentences for every row.",
@@ -759,6 +766,7 @@ def fewshot_crossner(src: Sources, arg: str, prefix: str) -> str:
         f"spaCy's `ner`: {s['ner_steps']} updates. Source stage (source_* rows): {few['source']}; episodes after it: {few['target']}.",
         f"Machine: {few['machine']}, {few['threads']}. Source: {source_link('fewshot_crossner.json', prefix)}",
         f"(times and memory per row: {source_link('fewshot_crossner.md', prefix)}).",
+        trf_note,
         ("**Not measured yet:** " + "; ".join(missing) + ".") if missing else "",
     )
 
