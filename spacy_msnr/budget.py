@@ -91,7 +91,8 @@ def batches_per_epoch(config: Config) -> int:
 def budget_config(config: Config, epochs: float, max_seconds: float = 0.0, max_steps: int = 0) -> Dict:
     """`config` (not interpolated) with `training.max_steps` = epochs x the batches of an epoch,
     rounded up to a whole number of evaluations (about as many as its `eval_frequency` gave, the
-    last on the last step), or exactly `max_steps` when that is > 0; `training.max_epochs` one more
+    last on the last step), or exactly `max_steps` when that is > 0 (`eval_frequency` lowered to it
+    when larger, so model-best is never the untrained step 0 alone); `training.max_epochs` one more
     than the steps need (a bound: the step count ends the run first); and its batcher wrapped in
     `spacy_msnr.time_capped.v1` (`max_seconds`; 0: no cap; stopping at an evaluation).
     Returns {"config", "batches_per_epoch", "max_steps"}."""
@@ -103,8 +104,9 @@ def budget_config(config: Config, epochs: float, max_seconds: float = 0.0, max_s
         batcher = batcher["batcher"]
     config["training"]["batcher"] = batcher
     per_epoch = batches_per_epoch(config)
-    if max_steps > 0:  # the user's exact count, evaluated as the config says
+    if max_steps > 0:  # the user's exact count, evaluated as the config says, and at least at its end
         steps = max_steps
+        config["training"]["eval_frequency"] = min(int(config["training"]["eval_frequency"]), steps)
     else:
         # spaCy evaluates only at multiples of eval_frequency: about as many evaluations as the
         # config asks for, the last on the last step (steps rounded up by at most n_evals - 1).

@@ -97,6 +97,9 @@ def test_budget_sets_steps_evaluations_epoch_bound_and_the_cap(tmp_path):
     assert again["max_steps"] == 8 and again["config"]["training"]["batcher"]["batcher"]["@batchers"] == "spacy.batch_by_sequence.v1"
     fixed = budget_config(sequence_config(train), epochs=3, max_steps=7)
     assert fixed["max_steps"] == 7 and fixed["config"]["training"]["max_epochs"] == 3
+    assert fixed["config"]["training"]["eval_frequency"] == 4  # evaluated as the config says
+    short = budget_config(sequence_config(train, eval_frequency=100), epochs=3, max_steps=7)
+    assert short["config"]["training"]["eval_frequency"] == 7  # ... and on its last step
 
 
 def test_budget_errors_name_the_problem(tmp_path):
