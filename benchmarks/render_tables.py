@@ -391,7 +391,7 @@ PER_SET_RUNS = "workflow_all*.json"
 @block("workflow-per-set")
 def workflow_per_set(src: Sources, arg: str, prefix: str) -> str:
     default = srsly.read_yaml(src.root / "project.yml")["vars"]["dataset"]
-    rows, names = [], []
+    rows, names, notes = [], [], []
     for path in sorted((src.root / RESULTS).glob(PER_SET_RUNS)):
         run = src.json(f"{RESULTS}/{path.name}")
         if "lead" not in run:
@@ -408,19 +408,22 @@ def workflow_per_set(src: Sources, arg: str, prefix: str) -> str:
         rows.append([options.get("--vars.dataset", default).removesuffix("-IOB"), steps, f"{run['package']['f']:.2f}",
                      f"{run['cnn']['f']:.2f}", f"**{run['lead']:+.2f}**", f"{train / 60:.1f}" if train else "–",
                      f"{run['total_seconds'] / 60:.1f}", run["machine"].get("omp_threads") or "not recorded",
-                     f"{run['machine']['load_before'][0]}", _overrides(run, ("--vars.asset_mirror", "--vars.dataset")), run["date"]])
+                     f"{run['machine']['load_before'][0]} / {(run['machine'].get('load_after') or ['–'])[0]}", _overrides(run, ("--vars.asset_mirror", "--vars.dataset")), run["date"]])
         names.append(path.name)
+        if run.get("note"):  # what was done by hand to a run, as its JSON records it
+            notes.append(f"{rows[-1][0]}: {run['note']}")
     if not rows:
         return "No run of `benchmarks/workflow_run.py` is recorded yet."
     header = ["set", "transformer + ner steps", "package F1", "CNN F1", "lead", "train min", "workflow min", "OMP_NUM_THREADS",
-              "load before", "other overrides", "date"]
+              "load before / after", "other overrides", "date"]
     return table(header, rows, "llrrrrrrrll") + note(
         "`python benchmarks/workflow_run.py --workflow all --vars.dataset SET` once a set, each in a fresh copy of the project",
         "with the defaults of its date and the overrides shown: the package (`evaluate`) and spaCy's CNN `ner` (`evaluate-cnn`)",
         "on the same test split in the same run.",
-        "The 2-core, 24 GiB CPU workplace machine, no GPU; runs side by side share its two cores (load average before the run",
-        "in the table), so wall times are upper bounds. Seed 0, one run a set: no spread measured.",
+        "The 2-core, 24 GiB CPU workplace machine, no GPU; runs side by side share its two cores (1-minute load average before",
+        "and after the run in the table), so wall times are upper bounds. Seed 0, one run a set: no spread measured.",
         "Sources: " + ", ".join(source_link(name, prefix) for name in names) + ".",
+        *notes,
     )
 
 
