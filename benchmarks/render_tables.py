@@ -915,7 +915,8 @@ def cli(src: Sources, arg: str, prefix: str) -> str:
 # project.yml ----------------------------------------------------------------------------------------
 #: Meanings of the vars that project.yml gives no comment of their own (no figures here: those live in project.yml).
 VAR_MEANINGS = {
-    "dataset": "the BLURB NER set (`BC5CDR-IOB`, `BC5CDR-chem-IOB`, `BC5CDR-disease-IOB` after `python -m spacy_msnr assets . --extra`)",
+    "dataset": "the BLURB NER set (`BC5CDR-IOB`, `BC5CDR-chem-IOB` or `BC5CDR-disease-IOB`: the `assets` step fetches its files); "
+               "set `package_name` with it, or the wheel keeps the NCBI-disease name",
     "blurb_commit": "commit of `cambridgeltl/MTL-Bioinformatics-2016` the BLURB files are pinned to",
     "crossner_commit": "commit of `zliucr/CrossNER` the CrossNER files are pinned to",
     "pubmed_commit": "commit of `spyysalo/jnlpba` the PubMed abstracts are pinned to",
