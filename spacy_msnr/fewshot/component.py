@@ -163,8 +163,11 @@ class FewShotNER(TrainablePipe):
         fresh LoRA adapters."""
         validate_get_examples(get_examples, "FewShotNER.initialize")
         configured = _as_label_dict(labels) if labels else dict(self.cfg["labels"])
-        seen = sorted({ent.label_ for eg in get_examples() for ent in eg.reference.ents}
-                      | {label for eg in get_examples() for label in eg.reference.user_data.get(ANNOTATED_LABELS) or ()})
+        found = set()  # one pass over the corpus: entity labels and episode-annotated types
+        for eg in get_examples():
+            found.update(ent.label_ for ent in eg.reference.ents)
+            found.update(eg.reference.user_data.get(ANNOTATED_LABELS) or ())
+        seen = sorted(found)
         if configured:
             unknown = [label for label in seen if label not in configured]
             if unknown:
