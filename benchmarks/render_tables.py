@@ -588,7 +588,7 @@ def mslm_ablation_minilm(src: Sources, arg: str, prefix: str) -> str:
 
 
 #: Learning-curve results: (labelled fraction, file) of `mslm_ablation.py --train-fraction F --sample-seed 0`.
-CURVE_FILES = ((0.1, "mslm_ablation_minilm_ncbi_f0.1.json"),)
+CURVE_FILES = ((0.1, "mslm_ablation_minilm_ncbi_f0.1.json"), (0.25, "mslm_ablation_minilm_ncbi_f0.25.json"))
 
 
 @block("mslm-learning-curve")
@@ -849,6 +849,40 @@ def fewshot_workflow(src: Sources, arg: str, prefix: str) -> str:
     return table(header, rows, "l" + "r" * (len(header) - 1)) + note(
         f"`spacy project run fewshot` with its defaults, {date}: source stage ({source}), then {episodes_run}.",
         f"Machine: {machine}; {wall} wall with SmolLM2 already fetched. Source: {source_link('fewshot_workflow.md', prefix)}.",
+    )
+
+
+#: The few-shot workflow's pipelines in its metrics files (fewshot-eval -o metrics/fewshot_<domain>*.json).
+FEWSHOT_WORKFLOW_PIPELINES = (("", "`fewshot_ner` (source stage, then the episodes)"),
+                              ("_spacy_ner", "spaCy's CNN `ner` on the support set alone"),
+                              ("_spacy_ner_source", "spaCy's CNN `ner` trained on the source corpus first, then the support set"))
+
+
+@block("fewshot-workflow-run")
+def fewshot_workflow_run(src: Sources, arg: str, prefix: str) -> str:
+    """`benchmarks/workflow_run.py --workflow fewshot`: step times and the three pipelines' episodes."""
+    rel = f"{RESULTS}/workflow_fewshot.json"
+    run = src.json(rel)
+    rows = [[f"`{r['step']}`", f"{r['seconds'] / 60:.1f}", f"{r['cpu_seconds'] / 60:.1f}"] for r in run["steps"]]
+    rows.append(["**total**", f"**{run['total_seconds'] / 60:.1f}**", ""])
+    out = table(["step", "wall min", "CPU min"], rows, "lrr")
+    few = run["fewshot"]
+    domain = next(k for k in few if not k.endswith("_spacy_ner") and not k.endswith("_spacy_ner_source")).removeprefix("fewshot_")
+    scored = []
+    for suffix, name in FEWSHOT_WORKFLOW_PIPELINES:
+        summary = few.get(f"fewshot_{domain}{suffix}")
+        if summary is None:
+            raise SourceError(f"{rel}: no fewshot_{domain}{suffix} summary")
+        scored.append([name, f"{100 * summary['f_mean']:.2f} ± {100 * summary['f_std']:.2f}",
+                       f"{100 * summary['f_min']:.2f}–{100 * summary['f_max']:.2f}", str(summary["episodes"])])
+    out += "\n\n" + table([f"pipeline (CrossNER {domain})", "micro-F1 mean ± std", "min–max", "episodes"], scored, "lrrr")
+    m = run["machine"]
+    return out + note(
+        f"`python benchmarks/workflow_run.py --workflow fewshot` ({run['date']}): `spacy project run` of each step of `fewshot`",
+        f"in a fresh copy of the project with its defaults (overrides: {_overrides(run)}), SmolLM2's wheel already in the wheel cache;",
+        f"{m['cpus']} cores, no GPU, OMP_NUM_THREADS {m.get('omp_threads') or 'not recorded'}; load average {m['load_before'][0]} before and",
+        f"{m['load_after'][0]} after (other jobs shared the machine when it is above {m['cpus']}: the wall times are then upper bounds).",
+        f"Source: {source_link('workflow_fewshot.json', prefix)}.",
     )
 
 
