@@ -365,28 +365,38 @@ def _overrides(run: Dict[str, Any], skip: Sequence[str] = ("--vars.asset_mirror"
     return ", ".join(f"`{p}`" for p in pairs) or "none"
 
 
+def _steps_table(run: Dict[str, Any]) -> str:
+    """The step times and memory of a `benchmarks/workflow_run.py` record."""
+    rows = [[f"`{r['step']}`", f"{r['seconds'] / 60:.1f}", f"{r['cpu_seconds'] / 60:.1f}", f"{r['peak_rss_mib']:,}"] for r in run["steps"]]
+    rows.append(["**total**", f"**{run['total_seconds'] / 60:.1f}**", "", f"{run['peak_rss_mib']:,}"])
+    return table(["step", "wall min", "CPU min", "largest process so far, MiB"], rows, "lrrr")
+
+
+def _run_machine(run: Dict[str, Any]) -> str:
+    """Cores, threads and load of a `benchmarks/workflow_run.py` record, and what the load means for its times."""
+    m = run["machine"]
+    return (f"{m['cpus']} cores, no GPU, OMP_NUM_THREADS {m.get('omp_threads') or 'not recorded'}; load average {m['load_before'][0]} "
+            f"before and {m['load_after'][0]} after the run (other jobs shared the machine when it is above {m['cpus']}: "
+            "the wall times are then upper bounds).")
+
+
 @block("workflow-run")
 def workflow_run(src: Sources, arg: str, prefix: str) -> str:
     run = _workflow_run(src)
     if run is None:
         return "No run of `benchmarks/workflow_run.py` is recorded yet."
-    rows = [[f"`{r['step']}`", f"{r['seconds'] / 60:.1f}", f"{r['cpu_seconds'] / 60:.1f}", f"{r['peak_rss_mib']:,}"] for r in run["steps"]]
-    rows.append(["**total**", f"**{run['total_seconds'] / 60:.1f}**", "", f"{run['peak_rss_mib']:,}"])
-    out = table(["step", "wall min", "CPU min", "largest process so far, MiB"], rows, "lrrr")
+    out = _steps_table(run)
     pk, cnn = run["package"], run["cnn"]
     out += "\n\n" + table(["pipeline (NCBI-disease test)", "P", "R", "F1", "words/s"], [
         ["the package (`evaluate`: `training/ner/model-best`)", f"{pk['p']:.2f}", f"{pk['r']:.2f}", f"**{pk['f']:.2f}**", f"{pk['words_per_s']:,.0f}"],
         ["spaCy's CNN `ner` (`evaluate-cnn`)", f"{cnn['p']:.2f}", f"{cnn['r']:.2f}", f"{cnn['f']:.2f}", f"{cnn['words_per_s']:,.0f}"],
         ["F1 lead", "", "", f"**{run['lead']:+.2f}**", ""],
     ], "lrrrr")
-    m = run["machine"]
     return out + note(
         f"`python benchmarks/workflow_run.py --workflow {run['workflow']}` ({run['date']}): `spacy project run` of each step of `{run['workflow']}`",
         f"in a fresh copy of the project, defaults of its date except: {_overrides(run)}"
-        + ("" if "ner_budget" in run else " (before the transformer + `ner` budget followed the data: a fixed step count)") + f"; {m['cpus']} cores, no GPU,",
-        f"OMP_NUM_THREADS {m.get('omp_threads') or 'not recorded'};",
-        f"load average {m['load_before'][0]} before and {m['load_after'][0]} after the run (other jobs shared the machine when it is above {m['cpus']}:",
-        "the wall times are then upper bounds). One run: no spread measured.",
+        + ("" if "ner_budget" in run else " (before the transformer + `ner` budget followed the data: a fixed step count)") + ";",
+        _run_machine(run), "One run: no spread measured.",
         f"Source: {source_link('workflow_all.json', prefix)}.",
     )
 
@@ -863,11 +873,9 @@ def fewshot_workflow_run(src: Sources, arg: str, prefix: str) -> str:
     """`benchmarks/workflow_run.py --workflow fewshot`: step times and the three pipelines' episodes."""
     rel = f"{RESULTS}/workflow_fewshot.json"
     run = src.json(rel)
-    rows = [[f"`{r['step']}`", f"{r['seconds'] / 60:.1f}", f"{r['cpu_seconds'] / 60:.1f}"] for r in run["steps"]]
-    rows.append(["**total**", f"**{run['total_seconds'] / 60:.1f}**", ""])
-    out = table(["step", "wall min", "CPU min"], rows, "lrr")
+    out = _steps_table(run)
     few = run["fewshot"]
-    domain = next(k for k in few if not k.endswith("_spacy_ner") and not k.endswith("_spacy_ner_source")).removeprefix("fewshot_")
+    domain = _options(run).get("--vars.fewshot_domain", srsly.read_yaml(src.root / "project.yml")["vars"]["fewshot_domain"])
     scored = []
     for suffix, name in FEWSHOT_WORKFLOW_PIPELINES:
         summary = few.get(f"fewshot_{domain}{suffix}")
@@ -876,13 +884,10 @@ def fewshot_workflow_run(src: Sources, arg: str, prefix: str) -> str:
         scored.append([name, f"{100 * summary['f_mean']:.2f} ± {100 * summary['f_std']:.2f}",
                        f"{100 * summary['f_min']:.2f}–{100 * summary['f_max']:.2f}", str(summary["episodes"])])
     out += "\n\n" + table([f"pipeline (CrossNER {domain})", "micro-F1 mean ± std", "min–max", "episodes"], scored, "lrrr")
-    m = run["machine"]
     return out + note(
         f"`python benchmarks/workflow_run.py --workflow fewshot` ({run['date']}): `spacy project run` of each step of `fewshot`",
         f"in a fresh copy of the project with its defaults (overrides: {_overrides(run)}), SmolLM2's wheel already in the wheel cache;",
-        f"{m['cpus']} cores, no GPU, OMP_NUM_THREADS {m.get('omp_threads') or 'not recorded'}; load average {m['load_before'][0]} before and",
-        f"{m['load_after'][0]} after (other jobs shared the machine when it is above {m['cpus']}: the wall times are then upper bounds).",
-        f"Source: {source_link('workflow_fewshot.json', prefix)}.",
+        _run_machine(run), f"Source: {source_link('workflow_fewshot.json', prefix)}.",
     )
 
 
