@@ -199,9 +199,9 @@ def _crossner(src: Sources) -> Dict[str, Any]:
     data = src.json(f"{RESULTS}/fewshot_crossner.json")
     cells = {(r["target"], r["k"], r["row"]): r for r in data["rows"]}
     # Rows run later on the same episodes (benchmarks/fewshot_crossner.py --results-name fewshot_peers /
-    # fewshot_losses): taken when their episode settings agree, and a cell both have must agree.
+    # fewshot_losses / ...): taken when their episode settings agree, and a cell both have must agree.
     for peers_rel in (f"{RESULTS}/fewshot_peers.json", f"{RESULTS}/fewshot_losses.json", f"{RESULTS}/fewshot_episodic.json",
-                      f"{RESULTS}/fewshot_trf_peer.json"):
+                      f"{RESULTS}/fewshot_trf_peer.json", f"{RESULTS}/fewshot_k10_source.json"):
         if not (src.root / peers_rel).exists():
             continue
         peers = src.json(peers_rel)
@@ -372,10 +372,16 @@ def _steps_table(run: Dict[str, Any]) -> str:
     return table(["step", "wall min", "CPU min", "largest process so far, MiB"], rows, "lrrr")
 
 
+def _threads(machine: Dict[str, Any]) -> str:
+    """A recorded run's OMP_NUM_THREADS as the docs say it."""
+    threads = machine.get("omp_threads")
+    return "unset (torch's default: a thread per core)" if threads == "unset" else threads or "not recorded"
+
+
 def _run_machine(run: Dict[str, Any]) -> str:
     """Cores, threads and load of a `benchmarks/workflow_run.py` record, and what the load means for its times."""
     m = run["machine"]
-    return (f"{m['cpus']} cores, no GPU, OMP_NUM_THREADS {m.get('omp_threads') or 'not recorded'}; load average {m['load_before'][0]} "
+    return (f"{m['cpus']} cores, no GPU, OMP_NUM_THREADS {_threads(m)}; load average {m['load_before'][0]} "
             f"before and {m['load_after'][0]} after the run (other jobs shared the machine when it is above {m['cpus']}: "
             "the wall times are then upper bounds).")
 
@@ -425,7 +431,7 @@ def workflow_per_set(src: Sources, arg: str, prefix: str) -> str:
             steps = "fixed `train_steps` (before `train-budget`)"
         rows.append([options.get("--vars.dataset", default).removesuffix("-IOB"), steps, f"{run['package']['f']:.2f}",
                      f"{run['cnn']['f']:.2f}", f"**{run['lead']:+.2f}**", f"{train / 60:.1f}" if train else "–",
-                     f"{run['total_seconds'] / 60:.1f}", run["machine"].get("omp_threads") or "not recorded",
+                     f"{run['total_seconds'] / 60:.1f}", _threads(run["machine"]),
                      f"{run['machine']['load_before'][0]} / {(run['machine'].get('load_after') or ['–'])[0]}", _overrides(run, ("--vars.asset_mirror", "--vars.dataset")), run["date"]])
         names.append(path.name)
         if run.get("note"):  # what was done by hand to a run, as its JSON records it
@@ -1159,15 +1165,18 @@ def settings(src: Sources, arg: str, prefix: str) -> str:
 
 @block("workflow-time")
 def workflow_time(src: Sources, arg: str, prefix: str) -> str:
-    run = _all_workflow(src)
-    rel = f"{RESULTS}/fewshot_workflow.md"
-    rows = [
-        ["`all`", run["wall"], run["rss"], f"the {run['machine']}, no GPU", run["date"], source_link("all_workflow_minilm.md", prefix)],
-        ["`fewshot`", src.find(rel, r"wall=\d+s\s+\(([\d.]+ min)\)"), "–", src.find(rel, r"Machine: ([^;]+);"),
-         src.find(rel, r"(\d{4}-\d\d-\d\d)"), source_link("fewshot_workflow.md", prefix)],
-    ]
-    return table(["workflow", "wall", "peak RSS", "machine", "date", "source"], rows) + note(
-        "One run each with the defaults of that date, in a clean clone, the base models already fetched into `assets/models`.",
+    rows = []
+    for workflow in ("all", "fewshot"):
+        name = f"workflow_{workflow}.json"
+        run = src.json(f"{RESULTS}/{name}")
+        m = run["machine"]
+        rows.append([f"`{workflow}`", f"{run['total_seconds'] / 60:.1f} min", f"{run['peak_rss_mib'] / 1024:.1f} GiB",
+                     f"{m['cpus']} cores, no GPU; OMP_NUM_THREADS {_threads(m)}; load average {m['load_before'][0]} "
+                     f"before, {m['load_after'][0]} after", run["date"], source_link(name, prefix)])
+    return table(["workflow", "wall", "peak RSS", "machine (the 24 GiB CPU workplace machine)", "date", "source"], rows) + note(
+        "The latest recorded run of each with the defaults of its date (`benchmarks/workflow_run.py`, a fresh copy of the",
+        "project, the base models already fetched). Where the load average is above the run's threads (2 when unset),",
+        "other jobs shared the two cores and the wall time is an upper bound. One run each.",
     )
 
 

@@ -115,7 +115,7 @@ def main() -> None:
         "peak_rss_mib": max(r["peak_rss_mib"] for r in rows),
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "load_before": [round(x, 2) for x in load_before],
                     "load_after": [round(x, 2) for x in os.getloadavg()],
-                    "omp_threads": os.environ.get("OMP_NUM_THREADS")},
+                    "omp_threads": os.environ.get("OMP_NUM_THREADS", "unset")},
     }
     summarize(project, out)
     args.output.parent.mkdir(parents=True, exist_ok=True)
