@@ -378,11 +378,17 @@ def _threads(machine: Dict[str, Any]) -> str:
     return "unset (torch's default: a thread per core)" if threads == "unset" else threads or "not recorded"
 
 
+def _busy_load(machine: Dict[str, Any]) -> int:
+    """The load average above which a recorded run shared the cores: its threads (all cores when unset)."""
+    threads = machine.get("omp_threads")
+    return int(threads) if threads and threads.isdigit() else machine["cpus"]
+
+
 def _run_machine(run: Dict[str, Any]) -> str:
     """Cores, threads and load of a `benchmarks/workflow_run.py` record, and what the load means for its times."""
     m = run["machine"]
     return (f"{m['cpus']} cores, no GPU, OMP_NUM_THREADS {_threads(m)}; load average {m['load_before'][0]} "
-            f"before and {m['load_after'][0]} after the run (other jobs shared the machine when it is above {m['cpus']}: "
+            f"before and {m['load_after'][0]} after the run (other jobs shared the machine when it is above {_busy_load(m)}: "
             "the wall times are then upper bounds).")
 
 
@@ -1169,14 +1175,11 @@ def workflow_time(src: Sources, arg: str, prefix: str) -> str:
     for workflow in ("all", "fewshot"):
         name = f"workflow_{workflow}.json"
         run = src.json(f"{RESULTS}/{name}")
-        m = run["machine"]
         rows.append([f"`{workflow}`", f"{run['total_seconds'] / 60:.1f} min", f"{run['peak_rss_mib'] / 1024:.1f} GiB",
-                     f"{m['cpus']} cores, no GPU; OMP_NUM_THREADS {_threads(m)}; load average {m['load_before'][0]} "
-                     f"before, {m['load_after'][0]} after", run["date"], source_link(name, prefix)])
+                     _run_machine(run), run["date"], source_link(name, prefix)])
     return table(["workflow", "wall", "peak RSS", "machine (the 24 GiB CPU workplace machine)", "date", "source"], rows) + note(
         "The latest recorded run of each with the defaults of its date (`benchmarks/workflow_run.py`, a fresh copy of the",
-        "project, the base models already fetched). Where the load average is above the run's threads (2 when unset),",
-        "other jobs shared the two cores and the wall time is an upper bound. One run each.",
+        "project, the base models already fetched). One run each.",
     )
 
 
