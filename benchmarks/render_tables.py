@@ -903,6 +903,32 @@ def fewshot_workflow_run(src: Sources, arg: str, prefix: str) -> str:
     )
 
 
+#: The two recorded `fewshot` workflow runs that differ only in the source stage's FGM.
+FEWSHOT_SOURCE_FGM_RUNS = (("workflow_fewshot_source_fgm.json", "on (epsilon 0.01, configs/fewshot.cfg)"),
+                           ("workflow_fewshot.json", "off (`vars.fewshot_source_adversarial_epsilon` 0.0)"))
+
+
+@block("fewshot-source-fgm")
+def fewshot_source_fgm(src: Sources, arg: str, prefix: str) -> str:
+    """The `fewshot` workflow with and without FGM in its source stage: wall time and politics F1."""
+    rows, machines = [], []
+    for name, label in FEWSHOT_SOURCE_FGM_RUNS:
+        run = src.json(f"{RESULTS}/{name}")
+        steps = {s["step"]: s for s in run["steps"]}
+        if "fewshot-source" not in steps:
+            raise SourceError(f"{RESULTS}/{name}: no fewshot-source step")
+        summary = run["fewshot"]["fewshot_politics"]
+        rows.append([label, f"{steps['fewshot-source']['seconds'] / 60:.1f}", f"{run['total_seconds'] / 60:.1f}",
+                     f"{100 * summary['f_mean']:.2f} ± {100 * summary['f_std']:.2f}",
+                     f"{100 * summary['f_min']:.2f}–{100 * summary['f_max']:.2f}", source_link(name, prefix)])
+        machines.append(f"{name}: {run['date']}, {_run_machine(run)}")
+    return table(["FGM in the source stage", "`fewshot-source` wall min", "workflow wall min",
+                  "`fewshot_ner` politics micro-F1", "min–max", "source"], rows, "lrrrrl") + note(
+        "`python benchmarks/workflow_run.py --workflow fewshot` twice, the same defaults but the source stage's FGM; 3 episodes, 50 query sentences, one run each.",
+        *machines,
+    )
+
+
 @block("fewshot-prompt-format")
 def fewshot_prompt_format(src: Sources, arg: str, prefix: str) -> str:
     rel = f"{RESULTS}/fewshot_probe.md"
