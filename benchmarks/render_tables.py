@@ -613,6 +613,51 @@ def mslm_ablation_minilm(src: Sources, arg: str, prefix: str) -> str:
 CURVE_FILES = ((0.1, "mslm_ablation_minilm_ncbi_f0.1.json"), (0.25, "mslm_ablation_minilm_ncbi_f0.25.json"))
 
 
+#: benchmarks/mslm_search_validation.py results, one per dataset (rendered when present).
+MSLM_SEARCH_FILES = ("mslm_search_ncbi.json", "mslm_search_bc5cdr.json")
+
+
+@block("mslm-search-validation")
+def mslm_search_validation(src: Sources, arg: str, prefix: str) -> str:
+    """mslm-search's short-run signal per grid point beside the ablation's test F1 for that setting."""
+    rows, verdicts, sources, commands = [], [], [], []
+    for name in MSLM_SEARCH_FILES:
+        if not (src.root / RESULTS / name).exists():
+            continue
+        res = src.json(f"{RESULTS}/{name}")
+        sources.append(source_link(name, prefix))
+        commands.append(f"`{res['command']}` ({res['machine']}, OMP_NUM_THREADS {res['threads']})")
+        for run in res["runs"]:
+            for pt in run["points"]:
+                if not pt["tried"]:
+                    rows.append([res["dataset"], str(run["steps"]), pt["point"], "not tried", "", "", ""])
+                    continue
+                f1 = (f"{pt['f1_mean']:.2f} ± {pt['f1_std']:.2f} (seeds {', '.join(map(str, pt['f1_by_seed']))})"
+                      if pt["f1_mean"] is not None else "not measured")
+                mark = "**chosen**" if pt["chosen"] else ("excluded" if pt["excluded"] else "")
+                rows.append([res["dataset"], str(run["steps"]), pt["point"], f"{100 * pt['term_acc']:.2f}",
+                             f"{100 * pt['generic_acc']:.2f}", f1, mark])
+            v = run["verdict"]
+            text = f"{res['dataset']}, {run['steps']} steps a point ({v['search_seconds'] / 60:.1f} min): "
+            if "gap" in v:
+                text += (f"chosen {v['chosen']}, best measured {v['best']}, F1 gap {signed(v['gap'])} "
+                         f"(paired {signed(v['paired_gap_mean'])} ± {v['paired_gap_std']:.2f}), seed spread {v['spread']:.2f}: "
+                         + ("within it" if v["within_spread"] else "outside it"))
+            else:
+                text += f"chosen {v['chosen']}, which the ablation did not measure"
+            if v.get("spearman") is not None:
+                text += f"; Spearman of the signal with F1 over {v['n_ranked']} measured points {v['spearman']:.2f}"
+            verdicts.append(text + ".")
+    if not rows:
+        raise SourceError(f"{RESULTS}: none of {', '.join(MSLM_SEARCH_FILES)}")
+    return table(["dataset", "search steps", "grid point", "dev term top-1 %", "dev generic top-1 %",
+                  "test F1 after 500 adaptation steps (ablation)", ""], rows, "lrlrrrl") + note(
+        *verdicts, "Search on the workflow's warmed base (`training/base`), MSLM alone, lr 1e-4, 2,048 wordpieces a step;",
+        "the F1 column is the ablation table's (another warm-up of the same base, 500 steps, the same NER budget).",
+        "Commands:", "; ".join(commands) + ".", "Sources:", ", ".join(sources) + ".",
+    )
+
+
 @block("mslm-learning-curve")
 def mslm_learning_curve(src: Sources, arg: str, prefix: str) -> str:
     """none vs the best MSLM setting (ELM rate 1.0) per labelled fraction, per-seed differences."""

@@ -1,0 +1,65 @@
+"""benchmarks/mslm_search_validation.py: the search's choice judged against measured F1."""
+import importlib.util
+from pathlib import Path
+
+import pytest
+
+SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "mslm_search_validation.py"
+
+
+@pytest.fixture(scope="module")
+def validation():
+    spec = importlib.util.spec_from_file_location("mslm_search_validation_under_test", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _point(elm, weighting, term_acc, seconds=10.0):
+    return {"elm_rate": elm, "blm_rate": 0.15, "weighting": weighting, "metrics": {"term_acc": term_acc, "generic_acc": 0.2},
+            "seconds": seconds}
+
+
+def _row_name(elm, blm, weighting):
+    return "mslm" if (elm, weighting) == (0.5, "spacy_msnr.softmax_share.v1") else f"mslm-elm{elm:g}-blm{blm:g}"
+
+
+def test_spearman_hand_cases(validation):
+    assert validation.spearman([1, 2, 3], [10, 20, 30]) == pytest.approx(1.0)
+    assert validation.spearman([1, 2, 3], [30, 20, 10]) == pytest.approx(-1.0)
+    # ranks x: 1, 2, 3, 4; y: 1, 3, 2, 4 -> 1 - 6 * 2 / (4 * 15) = 0.8
+    assert validation.spearman([1, 2, 3, 4], [1, 3, 2, 4]) == pytest.approx(0.8)
+    assert validation.spearman([1, 2], [1, 2]) is None
+
+
+def test_chosen_point_gap_is_paired_by_seed(validation):
+    soft = "spacy_msnr.softmax_share.v1"
+    record = {"grid": ["a", "b", "c"], "chosen": "b", "scores": {"a": 0.05, "b": 0.09, "c": 0.07},
+              "points": {"a": _point(0.5, soft, 0.05), "b": _point(1.0, soft, 0.09), "c": _point(2.0, soft, 0.07, 5.0)}}
+    cells = {"D/mslm/0": {"ner": {"f1": 80.0}}, "D/mslm/1": {"ner": {"f1": 81.0}},
+             "D/mslm-elm1-blm0.15/0": {"ner": {"f1": 82.0}}, "D/mslm-elm1-blm0.15/1": {"ner": {"f1": 84.0}},
+             "D/mslm-elm2-blm0.15/0": {"ner": {"f1": 83.0}}, "D/mslm-elm2-blm0.15/1": {"ner": {"f1": 84.0}},
+             "E/mslm/0": {"ner": {"f1": 10.0}}}
+    out = validation.judge(record, cells, "D", _row_name)
+    v = out["verdict"]
+    assert v["best"] == "c" and v["chosen"] == "b"
+    assert v["gap"] == pytest.approx(83.0 - 83.5)
+    assert v["paired_gap_mean"] == pytest.approx(-0.5)  # seeds 0, 1: -1.0, 0.0
+    assert v["paired_gap_std"] == pytest.approx(0.7071, abs=1e-4)
+    assert v["spread"] == pytest.approx(1.4142, abs=1e-4)  # b's seeds 82, 84
+    assert v["within_spread"] is True
+    assert v["spearman"] == pytest.approx(0.5)  # signal ranks a < c < b, F1 ranks a < b < c
+    assert v["search_seconds"] == pytest.approx(25.0)
+    assert [p["f1_mean"] for p in out["points"]] == [80.5, 83.0, 83.5]
+
+
+def test_unmeasured_choice_claims_nothing(validation):
+    soft = "spacy_msnr.softmax_share.v1"
+    record = {"grid": ["a", "b", "z"], "chosen": "b", "scores": {"a": 0.05, "b": 0.09},
+              "points": {"a": _point(0.5, soft, 0.05), "b": _point(1.0, soft, 0.09)}}
+    out = validation.judge(record, {"D/mslm/0": {"ner": {"f1": 80.0}}}, "D", _row_name)
+    assert "gap" not in out["verdict"] and "not measured" in out["verdict"]["note"]
+    assert out["points"][2] == {"point": "z", "tried": False}
+    text = validation.render({"dataset": "D", "command": "x", "machine": "m", "signal": "term_acc",
+                              "runs": [{"steps": 50, **out}]})
+    assert "not measured" in text and "| z | not tried |" in text
