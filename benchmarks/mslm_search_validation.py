@@ -86,8 +86,9 @@ def spearman(xs: Sequence[float], ys: Sequence[float]) -> Optional[float]:
     return num / den if den else None
 
 
-def _std(values: Sequence[float]) -> float:
-    return statistics.stdev(values) if len(values) > 1 else 0.0
+def _std(values: Sequence[float]) -> Optional[float]:
+    """Sample standard deviation; None for fewer than two values (one seed has no spread)."""
+    return statistics.stdev(values) if len(values) > 1 else None
 
 
 def judge(record: Dict[str, Any], cells: Dict[str, Dict[str, Any]], dataset: str, row_name) -> Dict[str, Any]:
@@ -115,11 +116,12 @@ def judge(record: Dict[str, Any], cells: Dict[str, Dict[str, Any]], dataset: str
     if chosen is not None and chosen.get("f1_mean") is not None and best is not None:
         seeds = sorted(set(chosen["f1_by_seed"]) & set(best["f1_by_seed"]))
         gaps = [chosen["f1_by_seed"][s] - best["f1_by_seed"][s] for s in seeds]
-        spread = max(chosen["f1_std"], best["f1_std"])
+        stds = [s for s in (chosen["f1_std"], best["f1_std"]) if s is not None]
+        spread = max(stds) if stds else None
         gap = chosen["f1_mean"] - best["f1_mean"]
         verdict.update(gap=gap, paired_gap_mean=statistics.fmean(gaps) if gaps else None,
                        paired_gap_std=_std(gaps) if gaps else None, paired_seeds=seeds, spread=spread,
-                       within_spread=abs(gap) <= spread)
+                       within_spread=abs(gap) <= spread if spread is not None else None)
     elif chosen is not None:
         verdict["note"] = "the chosen point was not measured by the ablation: no F1 to judge it by"
     signal_f1 = [(p["score"], p["f1_mean"]) for p in measured if p["score"] is not None]
@@ -151,8 +153,25 @@ def _fmt(value: Optional[float], digits: int = 2, sign: bool = False) -> str:
     return f"{value:+.{digits}f}" if sign else f"{value:.{digits}f}"
 
 
+def f1_text(point: Dict[str, Any]) -> str:
+    """A point's test F1: mean ± std over seeds, or the one seed's figure."""
+    if point.get("f1_mean") is None:
+        return "not measured"
+    if point["f1_std"] is None:
+        return f"{point['f1_mean']:.2f} (one seed)"
+    return f"{point['f1_mean']:.2f} ± {point['f1_std']:.2f}"
+
+
+def spread_text(verdict: Dict[str, Any]) -> str:
+    """Whether the chosen point's gap lies within the seed spread, or why that cannot be said."""
+    if verdict.get("spread") is None:
+        return "one seed a point: no seed spread to judge the gap by"
+    return f"seed spread {verdict['spread']:.2f}: " + ("within it" if verdict["within_spread"] else "outside it")
+
+
 def render(results: Dict[str, Any]) -> str:
-    lines = [f"# mslm-search against measured NER F1: {results['dataset']}", "",
+    label = f" ({results['label']})" if results.get("label") else ""
+    lines = [f"# mslm-search against measured NER F1: {results['dataset']}{label}", "",
              f"Command: `{results['command']}`", "", f"Machine: {results['machine']}", ""]
     for run in results["runs"]:
         v = run["verdict"]
@@ -163,16 +182,16 @@ def render(results: Dict[str, Any]) -> str:
             if not p["tried"]:
                 lines.append(f"| {p['point']} | not tried | | | | |")
                 continue
-            f1 = f"{p['f1_mean']:.2f} ± {p['f1_std']:.2f}" if p["f1_mean"] is not None else "not measured"
+            f1 = f1_text(p)
             mark = "chosen" if p["chosen"] else (f"excluded: {p['excluded']}" if p["excluded"] else "")
             lines.append(f"| {p['point']} | {100 * p['term_acc']:.2f} % | {100 * p['generic_acc']:.2f} % | {f1} | "
                          f"{', '.join(map(str, p['f1_by_seed'])) or '–'} | {mark} |")
         lines.append("")
         if "gap" in v:
             lines.append(f"Chosen {v['chosen']}, best measured {v['best']}: F1 gap {_fmt(v['gap'], sign=True)} "
-                         f"(paired by seed {_fmt(v['paired_gap_mean'], sign=True)} ± {_fmt(v['paired_gap_std'])}, seeds "
-                         f"{', '.join(map(str, v['paired_seeds']))}); seed spread {v['spread']:.2f}: "
-                         + ("within it." if v["within_spread"] else "outside it."))
+                         f"(paired by seed {_fmt(v['paired_gap_mean'], sign=True)}"
+                         + (f" ± {_fmt(v['paired_gap_std'])}" if v.get("paired_gap_std") is not None else "") + ", seeds "
+                         f"{', '.join(map(str, v['paired_seeds']))}); " + spread_text(v) + ".")
         else:
             lines.append(f"Chosen {v['chosen']}: {v.get('note', '')}.")
         lines += [f"Spearman of the signal with mean test F1 over {v['n_ranked']} measured points: {_fmt(v['spearman'])}.", ""]
@@ -195,6 +214,7 @@ def main() -> None:
     parser.add_argument("--work", type=Path, default=ROOT / "benchmarks" / "work" / "mslm_search_validation")
     parser.add_argument("--results-name", required=True)
     parser.add_argument("--machine", default="the 2-core, 24 GiB CPU workplace machine, no GPU")
+    parser.add_argument("--label", default="", help="what the ablation files are, shown beside the dataset")
     args = parser.parse_args()
     args.work = args.work / args.dataset
 
@@ -204,7 +224,7 @@ def main() -> None:
     for steps in args.steps:
         record = run_search(args, steps)
         runs.append({"steps": steps, **judge(record, cells, args.dataset, ablation.add_mslm_variant)})
-    results = {"dataset": args.dataset, "signal": args.signal, "machine": args.machine,
+    results = {"dataset": args.dataset, "label": args.label, "signal": args.signal, "machine": args.machine,
                "threads": os.environ.get("OMP_NUM_THREADS", "unset"),
                "command": "python benchmarks/mslm_search_validation.py " + " ".join(sys.argv[1:]), "runs": runs}
     RESULTS.mkdir(parents=True, exist_ok=True)

@@ -614,7 +614,7 @@ CURVE_FILES = ((0.1, "mslm_ablation_minilm_ncbi_f0.1.json"), (0.25, "mslm_ablati
 
 
 #: benchmarks/mslm_search_validation.py results, one per dataset (rendered when present).
-MSLM_SEARCH_FILES = ("mslm_search_ncbi.json", "mslm_search_bc5cdr.json")
+MSLM_SEARCH_FILES = ("mslm_search_ncbi.json", "mslm_search_ncbi_seed0.json", "mslm_search_bc5cdr.json")
 
 
 @block("mslm-search-validation")
@@ -627,22 +627,29 @@ def mslm_search_validation(src: Sources, arg: str, prefix: str) -> str:
         res = src.json(f"{RESULTS}/{name}")
         sources.append(source_link(name, prefix))
         commands.append(f"`{res['command']}` ({res['machine']}, OMP_NUM_THREADS {res['threads']})")
+        shown = res["dataset"] + (f" ({res['label']})" if res.get("label") else "")
         for run in res["runs"]:
             for pt in run["points"]:
                 if not pt["tried"]:
-                    rows.append([res["dataset"], str(run["steps"]), pt["point"], "not tried", "", "", ""])
+                    rows.append([shown, str(run["steps"]), pt["point"], "not tried", "", "", ""])
                     continue
-                f1 = (f"{pt['f1_mean']:.2f} ± {pt['f1_std']:.2f} (seeds {', '.join(map(str, pt['f1_by_seed']))})"
-                      if pt["f1_mean"] is not None else "not measured")
+                seeds = ", ".join(map(str, pt["f1_by_seed"])) if pt["f1_mean"] is not None else ""
+                if pt["f1_mean"] is None:
+                    f1 = "not measured"
+                elif pt["f1_std"] is None:  # one seed: no spread
+                    f1 = f"{pt['f1_mean']:.2f} (seed {seeds} only)"
+                else:
+                    f1 = f"{pt['f1_mean']:.2f} ± {pt['f1_std']:.2f} (seeds {seeds})"
                 mark = "**chosen**" if pt["chosen"] else ("excluded" if pt["excluded"] else "")
-                rows.append([res["dataset"], str(run["steps"]), pt["point"], f"{100 * pt['term_acc']:.2f}",
+                rows.append([shown, str(run["steps"]), pt["point"], f"{100 * pt['term_acc']:.2f}",
                              f"{100 * pt['generic_acc']:.2f}", f1, mark])
             v = run["verdict"]
-            text = f"{res['dataset']}, {run['steps']} steps a point ({v['search_seconds'] / 60:.1f} min): "
+            text = f"{shown}, {run['steps']} steps a point ({v['search_seconds'] / 60:.1f} min): "
             if "gap" in v:
-                text += (f"chosen {v['chosen']}, best measured {v['best']}, F1 gap {signed(v['gap'])} "
-                         f"(paired {signed(v['paired_gap_mean'])} ± {v['paired_gap_std']:.2f}), seed spread {v['spread']:.2f}: "
-                         + ("within it" if v["within_spread"] else "outside it"))
+                paired = signed(v["paired_gap_mean"]) + (f" ± {v['paired_gap_std']:.2f}" if v["paired_gap_std"] is not None else "")
+                text += (f"chosen {v['chosen']}, best measured {v['best']}, F1 gap {signed(v['gap'])} (paired {paired}), "
+                         + (f"seed spread {v['spread']:.2f}: " + ("within it" if v["within_spread"] else "outside it")
+                            if v["spread"] is not None else "one seed a point, no spread of its own"))
             else:
                 text += f"chosen {v['chosen']}, which the ablation did not measure"
             if v.get("spearman") is not None:

@@ -63,3 +63,17 @@ def test_unmeasured_choice_claims_nothing(validation):
     text = validation.render({"dataset": "D", "command": "x", "machine": "m", "signal": "term_acc",
                               "runs": [{"steps": 50, **out}]})
     assert "not measured" in text and "| z | not tried |" in text
+
+
+def test_one_seed_points_claim_no_spread(validation):
+    soft = "spacy_msnr.softmax_share.v1"
+    record = {"grid": ["a", "b"], "chosen": "b", "scores": {"a": 0.05, "b": 0.09},
+              "points": {"a": _point(0.5, soft, 0.05), "b": _point(1.0, soft, 0.09)}}
+    cells = {"D/mslm/0": {"ner": {"f1": 83.0}}, "D/mslm-elm1-blm0.15/0": {"ner": {"f1": 82.5}}}
+    out = validation.judge(record, cells, "D", _row_name)
+    v = out["verdict"]
+    assert v["gap"] == pytest.approx(-0.5) and v["paired_gap_mean"] == pytest.approx(-0.5)
+    assert v["spread"] is None and v["within_spread"] is None and v["paired_gap_std"] is None
+    text = validation.render({"dataset": "D", "label": "seed 0", "command": "x", "machine": "m", "signal": "term_acc",
+                              "runs": [{"steps": 50, **out}]})
+    assert "82.50 (one seed)" in text and "no seed spread" in text and "(seed 0)" in text and "±" not in text.split("|---")[1]
