@@ -34,6 +34,9 @@ benchmarks/work/fewshot_crossner/source; two more rows start from it:
   source_no_contrastive, source_no_fgm
                   source_full's target stage with contrastive weight 0 / adversarial epsilon 0
                   (the source stage itself stays the full method)
+  source_span_no_fgm
+                  source_no_fgm's target stage with span-level contrast (contrastive unit "span": each
+                  gold mention's tokens averaged into one anchor) instead of token-level (not in the default rows)
 With --source-steps N > 0, the episodic_* rows start instead from an episodic, multi-source source
 stage, as CLLMFS trains (cached per target under benchmarks/work/fewshot_crossner/source_episodic):
 fewshot_ner (full method) on --source-n-way --source-k-shot episodes drawn from --source and every
@@ -83,13 +86,16 @@ DEFAULT_TRF = "assets/models/minilm-l6"
 TRF_DEV_LIMIT = 1000
 ROWS = ("full", "no_contrastive", "no_fgm", "zero_shot", "in_context", "spacy_ner", "spacy_ner_source", "spacy_trf_source",
         "source_zero", "source_full",
-        "source_no_contrastive", "source_no_fgm", "episodic_zero", "episodic_full", "episodic_no_fgm")
+        "source_no_contrastive", "source_no_fgm", "source_span_no_fgm", "episodic_zero", "episodic_full", "episodic_no_fgm")
 EPISODIC_ROWS = ("episodic_zero", "episodic_full", "episodic_no_fgm")
-SOURCE_ROWS = ("source_zero", "source_full", "source_no_contrastive", "source_no_fgm") + EPISODIC_ROWS
+SOURCE_ROWS = ("source_zero", "source_full", "source_no_contrastive", "source_no_fgm", "source_span_no_fgm") + EPISODIC_ROWS
+#: Rows run only when asked for (--rows).
+LATER_ROWS = EPISODIC_ROWS + ("source_span_no_fgm",)
 #: The in_context row shows every support sentence (an episode has fewer).
 MAX_DEMONSTRATIONS = 1000
 #: Source rows with a target stage, and the row of fewshot_pipeline each trains as.
 TARGET_STAGE = {"source_full": "full", "source_no_contrastive": "no_contrastive", "source_no_fgm": "no_fgm",
+                "source_span_no_fgm": "span_no_fgm",
                 "episodic_full": "full", "episodic_no_fgm": "no_fgm"}
 #: Short definitions of the CrossNER types (after the CrossNER annotation guidelines), given to
 #: fewshot_ner as label descriptions with --describe; types without one are described by their name.
@@ -194,8 +200,10 @@ def fewshot_pipeline(args, row: str, labels: List[str], base_model: Optional[str
     model: Dict[str, Any] = {"base_model": base_model or args.base_model, "lora": {"r": args.lora_r, "alpha": 2 * args.lora_r}}
     if row == "no_contrastive":
         model["contrastive"] = {"weight": 0.0}
-    if row == "no_fgm":
+    if row in ("no_fgm", "span_no_fgm"):
         model["adversarial"] = {"epsilon": 0.0}
+    if row == "span_no_fgm":
+        model["contrastive"] = {"unit": "span"}
     nlp = spacy.blank("en")
     nlp.add_pipe("fewshot_ner", config={
         "labels": {label: DESCRIPTIONS.get(label, label) if args.describe else label for label in labels}, "max_new_tokens": args.max_new_tokens,
@@ -679,7 +687,7 @@ def main(argv: Optional[List[str]] = None) -> None:
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args(argv)
     if args.rows is None:
-        args.rows = [row for row in ROWS if row not in EPISODIC_ROWS and (args.source_steps or row not in SOURCE_ROWS)]
+        args.rows = [row for row in ROWS if row not in LATER_ROWS and (args.source_steps or row not in SOURCE_ROWS)]
     if args.source_steps <= 0 and set(args.rows) & set(SOURCE_ROWS):
         p.error("the source rows need --source-steps N > 0")
     args.source_pool = sorted(path.name for path in DATA.iterdir() if (path / "train.txt").exists()) if DATA.is_dir() else []

@@ -201,7 +201,8 @@ def _crossner(src: Sources) -> Dict[str, Any]:
     # Rows run later on the same episodes (benchmarks/fewshot_crossner.py --results-name fewshot_peers /
     # fewshot_losses / ...): taken when their episode settings agree, and a cell both have must agree.
     for peers_rel in (f"{RESULTS}/fewshot_peers.json", f"{RESULTS}/fewshot_losses.json", f"{RESULTS}/fewshot_episodic.json",
-                      f"{RESULTS}/fewshot_trf_peer.json", f"{RESULTS}/fewshot_k10_source.json"):
+                      f"{RESULTS}/fewshot_trf_peer.json", f"{RESULTS}/fewshot_k10_source.json",
+                      f"{RESULTS}/fewshot_contrastive_span.json"):
         if not (src.root / peers_rel).exists():
             continue
         peers = src.json(peers_rel)
@@ -826,6 +827,7 @@ LATER_CROSSNER_ROWS = {
     "episodic_zero": "episodic multi-source source stage only, no episode update",
     "episodic_full": "episodic multi-source source stage + full method",
     "episodic_no_fgm": "episodic multi-source source stage + episodes without FGM",
+    "source_span_no_fgm": "source stage + episodes without FGM, span-level contrast",
 }
 
 

@@ -120,8 +120,10 @@ def test_chat_format_reads_each_text_once_for_the_contrastive_loss(tiny_chat_mod
         per_segment.setdefault(id(inst.segment), []).append(inst)
     assert len(per_segment) == 5 and all(len(group) == 2 for group in per_segment.values())
     assert all([i.contrastive for i in group] == [True, False] for group in per_segment.values())
-    reps, types = text_token_reps(torch.zeros(len(insts), max(len(i.input_ids) for i in insts), 1), insts)
-    assert len(types) == sum(sum(b > a for a, b in g[0].segment.offsets) for g in per_segment.values())
+    reps, types, groups = text_token_reps(torch.zeros(len(insts), max(len(i.input_ids) for i in insts), 1), insts)
+    assert len(types) == len(groups) == sum(sum(b > a for a, b in g[0].segment.offsets) for g in per_segment.values())
+    # entity tokens carry their mention (instruction, start char), the others none
+    assert all((g is None) == (t == "") for t, g in zip(types, groups))
     # the reason: both types' instructions give the text tokens the same hidden states
     first = next(iter(per_segment.values()))
     backbone, _ = split_causal_lm(get_shim(ner.model).model.eval())

@@ -42,6 +42,8 @@ def test_config_validation():
         build_lora_instruction_ner("x", contrastive={"layer": 1.5})
     with pytest.raises(ValueError, match="epsilon"):
         build_lora_instruction_ner("x", adversarial={"epsilon": -1})
+    with pytest.raises(ValueError, match="contrastive.unit"):
+        build_lora_instruction_ner("x", contrastive={"unit": "type"})
 
 
 def test_model_without_causal_lm_head_is_refused(tiny_model_dir):
@@ -165,12 +167,12 @@ def test_shared_prefix_changes_neither_loss_nor_gradient(tiny_chat_model_dir, mo
         assert shared["fewshot_ner_adversarial"] != pytest.approx(rows["fewshot_ner_adversarial"], rel=1e-5)
 
 
-@pytest.mark.parametrize("epsilon", [0.0, 0.1])
-def test_chunk_size_changes_neither_loss_nor_gradient(tiny_model_dir, epsilon):
+@pytest.mark.parametrize("epsilon,unit", [(0.0, "token"), (0.1, "token"), (0.0, "span")])
+def test_chunk_size_changes_neither_loss_nor_gradient(tiny_model_dir, epsilon, unit):
     nlp = spacy.blank("en")
     nlp.add_pipe("fewshot_ner", config={"model": {
         "base_model": str(tiny_model_dir("llama")), "lora": {"r": 4, "alpha": 8, "dropout": 0.0},
-        "contrastive": {"layer": 0.5, "temperature": 0.1, "weight": 0.5}, "adversarial": {"epsilon": epsilon}}})
+        "contrastive": {"layer": 0.5, "temperature": 0.1, "weight": 0.5, "unit": unit}, "adversarial": {"epsilon": epsilon}}})
     examples = make_examples(nlp, SENTS + [("Merkel met Macron in Paris .", [(0, 1, "PER"), (2, 3, "PER"), (4, 5, "LOC")])])
     nlp.initialize(lambda: examples)
     with torch.no_grad():  # a non-trivial adapter, so that every LoRA tensor has a gradient
@@ -185,3 +187,27 @@ def test_chunk_size_changes_neither_loss_nor_gradient(tiny_model_dir, epsilon):
     assert (whole["fewshot_ner_adversarial"] > 0) == (epsilon > 0)
     for n, g in g16.items():
         assert torch.allclose(g1[n], g, rtol=1e-4, atol=1e-7), n
+
+
+def test_span_unit_contrasts_mentions_not_tokens(tiny_model_dir):
+    """unit "span" averages each gold mention's tokens into one anchor: with a mention of several
+    model tokens the contrastive term differs from the token-level one, while the LM term (the
+    same forward pass) does not."""
+    from spacy_msnr.fewshot.model import text_token_reps
+
+    losses = {}
+    for unit in ("token", "span"):
+        nlp = spacy.blank("en")
+        nlp.add_pipe("fewshot_ner", config={"model": {
+            "base_model": str(tiny_model_dir("llama")), "lora": {"r": 4, "alpha": 8, "dropout": 0.0},
+            "contrastive": {"layer": 0.5, "temperature": 0.1, "weight": 0.5, "unit": unit}, "adversarial": {"epsilon": 0.0}}})
+        examples = make_examples(nlp, SENTS + [("Merkel met Macron in Paris .", [(0, 1, "PER"), (2, 3, "PER"), (4, 5, "LOC")])])
+        nlp.initialize(lambda: examples)
+        insts = nlp.get_pipe("fewshot_ner").training_instructions(examples)
+        _, types, groups = text_token_reps(torch.zeros(len(insts), max(len(i.input_ids) for i in insts), 1), insts)
+        mentions = [g for g in groups if g is not None]
+        assert len(set(mentions)) < len(mentions)  # some mention has several tokens
+        losses[unit], _ = _loss_and_grads(nlp, examples, 16)
+    assert losses["span"]["fewshot_ner_lm"] == pytest.approx(losses["token"]["fewshot_ner_lm"], rel=1e-6)
+    assert losses["span"]["fewshot_ner_contrastive"] > 0
+    assert losses["span"]["fewshot_ner_contrastive"] != pytest.approx(losses["token"]["fewshot_ner_contrastive"], rel=1e-3)

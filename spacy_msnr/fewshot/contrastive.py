@@ -1,5 +1,5 @@
-"""The supervised InfoNCE loss over entity-token representations (CLLMFS's contrastive term)."""
-from typing import Sequence
+"""The supervised InfoNCE loss over entity-token (or entity-span) representations (CLLMFS's contrastive term)."""
+from typing import Dict, Hashable, List, Optional, Sequence, Tuple
 
 import torch
 
@@ -37,3 +37,28 @@ def info_nce_loss(reps: torch.Tensor, labels: Sequence[str], temperature: float)
         return reps.sum() * 0.0
     per_anchor = -(log_prob.masked_fill(~pos, 0.0).sum(dim=1)[anchors] / n_pos[anchors])
     return per_anchor.mean()
+
+
+def pool_spans(reps: torch.Tensor, labels: Sequence[str],
+               groups: Sequence[Optional[Hashable]]) -> Tuple[torch.Tensor, List[str]]:
+    """Span-level units for `info_nce_loss`: the token representations `reps` (n x d) that share a
+    group (one gold entity mention) are averaged into one row with the mention's type; tokens whose
+    group is None (non-entity tokens) stay rows of their own. Rows come out in order of each
+    unit's first token, so the result is differentiable with respect to every token's `reps`."""
+    if reps.shape[0] != len(labels) or len(labels) != len(groups):
+        raise ValueError(f"{reps.shape[0]} representations, {len(labels)} labels and {len(groups)} groups.")
+    index: Dict[Hashable, int] = {}
+    unit_of, unit_labels = [], []
+    for i, (label, group) in enumerate(zip(labels, groups)):
+        key = ("token", i) if group is None else ("span", group)
+        if key not in index:
+            index[key] = len(unit_labels)
+            unit_labels.append(label)
+        elif unit_labels[index[key]] != label:
+            raise ValueError(f"Tokens of one span have types {unit_labels[index[key]]!r} and {label!r}.")
+        unit_of.append(index[key])
+    ids = torch.tensor(unit_of, dtype=torch.long, device=reps.device)
+    sums = torch.zeros(len(unit_labels), reps.shape[1], dtype=reps.dtype, device=reps.device).index_add(0, ids, reps)
+    counts = torch.zeros(len(unit_labels), dtype=reps.dtype, device=reps.device).index_add(
+        0, ids, torch.ones(len(unit_of), dtype=reps.dtype, device=reps.device))
+    return sums / counts[:, None], unit_labels

@@ -34,7 +34,7 @@ from spacy.util import registry
 from thinc.api import Model, PyTorchShim, get_torch_default_device
 
 from .adversarial import fgm_perturbation, mean_embedding_norm, relative_fgm_perturbation
-from .contrastive import info_nce_loss
+from .contrastive import info_nce_loss, pool_spans
 from .prompts import Instruction
 
 #: LoRA target modules for the families we test; others fall back to peft's own table.
@@ -47,7 +47,8 @@ TARGET_MODULES = {
 #: v2: LoRA on every linear layer; v1: on the attention projections (`TARGET_MODULES`).
 LORA_DEFAULTS = {"r": 16, "alpha": 32, "dropout": 0.05, "target_modules": "all-linear"}
 LORA_DEFAULTS_V1 = dict(LORA_DEFAULTS, target_modules=None)
-CONTRASTIVE_DEFAULTS = {"layer": 0.75, "temperature": 0.07, "weight": 0.1}
+CONTRASTIVE_DEFAULTS = {"layer": 0.75, "temperature": 0.07, "weight": 0.1, "unit": "token"}
+CONTRASTIVE_UNITS = ("token", "span")
 #: v2: epsilon relative to the mean token-embedding norm, per token (`relative_fgm_perturbation`).
 ADVERSARIAL_DEFAULTS = {"epsilon": 0.01}
 #: v1: epsilon an absolute L2 norm per sequence (`fgm_perturbation`).
@@ -68,7 +69,7 @@ def _settings(name: str, given: Optional[Dict[str, Any]], defaults: Dict[str, An
 def build_lora_instruction_ner_v2(
     base_model: Optional[str] = None,
     lora: Optional[Dict[str, Any]] = None,
-    contrastive: Optional[Dict[str, float]] = None,
+    contrastive: Optional[Dict[str, Any]] = None,
     adversarial: Optional[Dict[str, float]] = None,
     answer_loss: str = "lm",
     dtype: str = "auto",
@@ -80,7 +81,9 @@ def build_lora_instruction_ner_v2(
 
     lora: r, alpha, dropout, target_modules ("all-linear", the default; null = the attention
     projections of the architecture; or a list of module names).
-    contrastive: layer (fraction of depth, in (0, 1]), temperature, weight (0 disables).
+    contrastive: layer (fraction of depth, in (0, 1]), temperature, weight (0 disables), unit
+    ("token": every entity token is an anchor, the paper's reading; "span": the tokens of each gold
+    mention are averaged into one anchor, non-entity tokens stay negatives one by one).
     adversarial: epsilon (0 disables), relative to the model's embedding scale: every position t
     after the instruction prefix (the text, the question in the chat format, the answer; the
     instruction itself stays as it is, which lets the training pass run a prefix shared by all
@@ -108,7 +111,7 @@ def build_lora_instruction_ner_v2(
 def build_lora_instruction_ner(
     base_model: Optional[str] = None,
     lora: Optional[Dict[str, Any]] = None,
-    contrastive: Optional[Dict[str, float]] = None,
+    contrastive: Optional[Dict[str, Any]] = None,
     adversarial: Optional[Dict[str, float]] = None,
     answer_loss: str = "lm",
     dtype: str = "auto",
@@ -124,7 +127,7 @@ def build_lora_instruction_ner(
                   store_base, seed, fgm="sequence")
 
 
-def _build(lora_cfg: Dict[str, Any], contrastive: Optional[Dict[str, float]], adv_cfg: Dict[str, float],
+def _build(lora_cfg: Dict[str, Any], contrastive: Optional[Dict[str, Any]], adv_cfg: Dict[str, float],
            base_model: Optional[str], answer_loss: str, dtype: str, store_base: Optional[bool], seed: int,
            fgm: str) -> Model:
     con_cfg = _settings("contrastive", contrastive, CONTRASTIVE_DEFAULTS)
@@ -132,6 +135,8 @@ def _build(lora_cfg: Dict[str, Any], contrastive: Optional[Dict[str, float]], ad
         raise ValueError(f"contrastive.layer is a fraction of the model's depth in (0, 1], got {con_cfg['layer']}.")
     if float(con_cfg["temperature"]) <= 0 or float(con_cfg["weight"]) < 0:
         raise ValueError(f"contrastive needs temperature > 0 and weight >= 0, got {con_cfg}.")
+    if con_cfg["unit"] not in CONTRASTIVE_UNITS:
+        raise ValueError(f"contrastive.unit must be one of {', '.join(CONTRASTIVE_UNITS)}, got {con_cfg['unit']!r}.")
     if float(adv_cfg["epsilon"]) < 0:
         raise ValueError(f"adversarial.epsilon must be >= 0, got {adv_cfg['epsilon']}.")
     if int(lora_cfg["r"]) < 1:
@@ -447,6 +452,8 @@ class _Pass:
     lm_sum: torch.Tensor
     reps: Optional[torch.Tensor]
     types: List[str]
+    #: Per representation: (instruction, mention start) for entity tokens, None otherwise.
+    groups: List[Optional[Tuple[int, int]]]
 
 
 def forward(model: Model, chunks: List[List[Instruction]], is_train: bool) -> Tuple[Dict[str, float], Callable]:
@@ -491,7 +498,11 @@ def forward(model: Model, chunks: List[List[Instruction]], is_train: bool) -> Tu
             reps = torch.cat([p.reps for p in passes])
             if not keep_graph:
                 reps = reps.detach().requires_grad_(is_train)
-            con_loss = info_nce_loss(reps, [t for p in passes for t in p.types], float(con["temperature"]))
+            units, types = reps, [t for p in passes for t in p.types]
+            if con["unit"] == "span":
+                units, types = pool_spans(reps, types, [None if g is None else (i, *g)
+                                                        for i, p in enumerate(passes) for g in p.groups])
+            con_loss = info_nce_loss(units, types, float(con["temperature"]))
     terms = {"lm": lm_loss.item(), "contrastive": con_loss.item() if con_loss is not None else 0.0, "adversarial": 0.0}
 
     def backprop(d_loss: float = 1.0) -> None:
@@ -546,12 +557,12 @@ def _run(backbone, head, embed, chunk: List[Instruction], tensors: Dict[str, tor
         hidden, states = _forward(backbone, embeds, tensors, layer)
         lm_sum = answer_loss(hidden, head, tensors, reduction="sum")
         if layer is None:
-            reps, types = None, []
+            reps, types, groups = None, [], []
         elif "stem_ids" in tensors:  # the text tokens are in the stems, one per segment
-            reps, types = text_token_reps(states, chunk, tensors["prefix_ids"].shape[1], tensors["row_stem"].tolist())
+            reps, types, groups = text_token_reps(states, chunk, tensors["prefix_ids"].shape[1], tensors["row_stem"].tolist())
         else:
-            reps, types = text_token_reps(states, chunk)
-    return _Pass(tensors, embeds, lm_sum, reps, types)
+            reps, types, groups = text_token_reps(states, chunk)
+    return _Pass(tensors, embeds, lm_sum, reps, types, groups)
 
 
 def _forward(backbone, embeds: Sequence[torch.Tensor], tensors: Dict[str, torch.Tensor],
@@ -681,21 +692,25 @@ def answer_loss(hidden: torch.Tensor, head: torch.nn.Module, tensors: Dict[str, 
 
 
 def text_token_reps(hidden: torch.Tensor, batch: List[Instruction], offset: int = 0,
-                    row_of: Optional[List[int]] = None) -> Tuple[torch.Tensor, List[str]]:
+                    row_of: Optional[List[int]] = None) -> Tuple[torch.Tensor, List[str], List[Optional[Tuple[int, int]]]]:
     """Hidden states of every non-whitespace input-text token of each instruction that has
     `contrastive` set (once per segment when the text comes before the type), with its gold entity
-    type ("" for none). `hidden` starts at position `offset` of the instructions, and instruction
-    r's states are row `row_of[r]` of it (default r): the stems of `collate`."""
-    rows, cols, types = [], [], []
-    for r, inst in enumerate(batch):
+    type ("" for none) and its mention, (instruction index, mention start) or None. `hidden` starts
+    at position `offset` of the instructions, and instruction r's states are row `row_of[r]` of it
+    (default r): the stems of `collate`."""
+    rows, cols, types, groups = [], [], [], []
+    for i, inst in enumerate(batch):
         if not inst.contrastive:
             continue
         start = inst.text_range[0] - offset
-        r = row_of[r] if row_of is not None else r
+        r = row_of[i] if row_of is not None else i
         for k, (a, b) in enumerate(inst.segment.offsets):
             if b > a:
                 rows.append(r)
                 cols.append(start + k)
                 types.append(inst.token_types[k] if inst.token_types else "")
+                mention = inst.token_spans[k] if inst.token_spans else -1
+                groups.append((i, mention) if mention >= 0 else None)
     device = hidden.device
-    return hidden[torch.tensor(rows, device=device, dtype=torch.long), torch.tensor(cols, device=device, dtype=torch.long)], types
+    return (hidden[torch.tensor(rows, device=device, dtype=torch.long), torch.tensor(cols, device=device, dtype=torch.long)],
+            types, groups)

@@ -145,6 +145,8 @@ class Instruction:
     answer_allowed: List[List[int]] = field(default_factory=list)
     #: Entity type per input token ("" = not an entity), over all types: for the contrastive loss.
     token_types: List[str] = field(default_factory=list)
+    #: The start character of the gold mention each input token belongs to (-1 = none): span-level contrast.
+    token_spans: List[int] = field(default_factory=list)
 
     @property
     def input_ids(self) -> List[int]:
@@ -336,6 +338,7 @@ class PromptBuilder:
         if gold is None:
             return inst
         types = [""] * len(segment.input_ids)
+        spans = [-1] * len(segment.input_ids)
         mine: List[Tuple[int, int]] = []
         for ent in gold:
             if ent.end_char <= segment.start_char or ent.start_char >= segment.end_char:
@@ -345,9 +348,11 @@ class PromptBuilder:
                 continue
             for k in range(span[0], span[1] + 1):
                 types[k] = ent.label_
+                spans[k] = ent.start_char
             if ent.label_ == label:
                 mine.append(span)
         inst.token_types = types
+        inst.token_spans = spans
         inst.answer_ids = self.answer_ids(segment, mine)
         return inst
 
