@@ -615,7 +615,7 @@ CURVE_FILES = ((0.1, "mslm_ablation_minilm_ncbi_f0.1.json"), (0.25, "mslm_ablati
 
 
 #: benchmarks/mslm_search_validation.py results, one per dataset (rendered when present).
-MSLM_SEARCH_FILES = ("mslm_search_ncbi.json", "mslm_search_ncbi_seed0.json", "mslm_search_bc5cdr.json")
+MSLM_SEARCH_FILES = ("mslm_search_ncbi.json", "mslm_search_bc5cdr.json")
 
 
 @block("mslm-search-validation")
