@@ -68,6 +68,17 @@ def test_no_warm_up_saves_a_tied_head(tmp_path, encoder_dir):
     _assert_tied_and_encoder_unchanged(tmp_path / "mlm", encoder_dir)
 
 
+def test_the_new_head_is_seeded(tmp_path, encoder_dir, text_file, one_torch_thread):
+    heads = []
+    for name, seed in (("a", 0), ("b", 0), ("c", 1)):
+        summary = save_existing(str(encoder_dir), tmp_path / name, sources=[text_file], warmup_steps=3,
+                                warmup_blocks=16, seed=seed)
+        model = AutoModelForMaskedLM.from_pretrained(tmp_path / name)
+        heads.append((summary["head_warmup"]["mlm_loss_before"], model.cls.predictions.transform.dense.weight))
+    assert heads[0][0] == heads[1][0] and torch.equal(heads[0][1], heads[1][1])  # same seed: the same base
+    assert not torch.equal(heads[0][1], heads[2][1])
+
+
 def test_warm_up_is_for_masked_lms_only(tmp_path, tiny_model_dir, text_file):
     with pytest.raises(ValueError, match="for masked LMs"):
         save_existing(str(tiny_model_dir("llama")), tmp_path / "x", "causal", sources=[text_file], warmup_steps=3)

@@ -3,6 +3,7 @@ import json
 from pathlib import Path
 from typing import Dict, Iterable, List, Optional, Union
 
+import torch
 from transformers import AutoModelForCausalLM, AutoModelForMaskedLM, AutoTokenizer
 
 from ..corpus.texts import iter_texts
@@ -88,12 +89,14 @@ def save_existing(
     tokenizer, as a safetensors directory at `output` (the path real checkpoints take).
 
     An encoder saved without an MLM head (a plain `BertModel`, such as all-MiniLM-L6-v2) gets
-    one: the decoder tied to its word embeddings, the transform new. `warmup_steps` > 0 then
-    trains the head alone on `sources` (encoder frozen) and records the MLM loss before/after.
+    one: the decoder tied to its word embeddings, the transform new (initialised from `seed`, so
+    the same call saves the same model). `warmup_steps` > 0 then trains the head alone on
+    `sources` (encoder frozen) and records the MLM loss before/after.
     """
     auto = {"masked": AutoModelForMaskedLM, "causal": AutoModelForCausalLM}[arch]
     if warmup_steps and arch != "masked":
         raise ValueError(f"The head warm-up is for masked LMs, not arch={arch!r}")
+    torch.manual_seed(seed)  # the new head's initialisation (transformers draws it from torch's global RNG)
     try:
         model, info = auto.from_pretrained(name, output_loading_info=True)
     except ValueError as err:
