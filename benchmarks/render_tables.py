@@ -611,7 +611,9 @@ def mslm_ablation_minilm(src: Sources, arg: str, prefix: str) -> str:
 
 
 #: Learning-curve results: (labelled fraction, file) of `mslm_ablation.py --train-fraction F --sample-seed 0`.
-CURVE_FILES = ((0.1, "mslm_ablation_minilm_ncbi_f0.1.json"), (0.25, "mslm_ablation_minilm_ncbi_f0.25.json"))
+#: Files not yet produced are skipped (by the table and by benchmarks/mslm_learning_curve.py's plot).
+CURVE_FILES = ((0.05, "mslm_ablation_minilm_ncbi_f0.05.json"), (0.1, "mslm_ablation_minilm_ncbi_f0.1.json"),
+               (0.25, "mslm_ablation_minilm_ncbi_f0.25.json"), (0.1, "mslm_ablation_minilm_bc5cdr_f0.1.json"))
 
 
 #: benchmarks/mslm_search_validation.py results, one per dataset (rendered when present).
@@ -691,9 +693,13 @@ def mslm_learning_curve(src: Sources, arg: str, prefix: str) -> str:
         "all-MiniLM-L6-v2 + MLM head; the same budgets as the ablation table (500 adaptation steps, 300 NER steps);",
         "below 100 %, a seeded sample of the training sentences is labelled (the same for both rows; NER and DS-terms",
         "from it) and the rest is adapted on as unlabelled text. spaCy CNN: its `ner` (efficiency config) trained on the same",
-        "labelled sentences for the same 300 steps, seeds where it ran. Below 100 %, seed 0 at 10 % adapted a base whose new",
-        "MLM head was warmed up in an earlier run; every other cell below 100 % shares one warmed-up head. Sources: "
-        + ", ".join(source_link(name, prefix) for f, name in CURVE_FILES) + " and the ablation table's files.",
+        "labelled sentences for the same 300 steps, seeds where it ran. Below 100 %, the MSLM cells adapted one of three",
+        "builds of the same 100-step head warm-up (its initialisation was not seeded before `init-base --seed`): seed 0 at",
+        "10 % one, seed 1 at 10 % and seeds 0–1 at 25 % another, every later cell (seed 2, 5 %, BC5CDR) the seeded build;",
+        "no adaptation and the CNN do not use the head. Plot: "
+        + source_link("mslm_learning_curve.png", prefix) + " (`python benchmarks/mslm_learning_curve.py`). Sources: "
+        + ", ".join(source_link(name, prefix) for f, name in CURVE_FILES if (src.root / RESULTS / name).exists())
+        + " and the ablation table's files.",
     )
 
 
