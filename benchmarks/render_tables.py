@@ -689,7 +689,7 @@ def mslm_learning_curve(src: Sources, arg: str, prefix: str) -> str:
             paired = [k for k in seeds if (dataset, "uniform", k) in cells]
             uniform = [cells[(dataset, "uniform", k)]["ner"]["f1"] for k in paired]
             over_uniform = [cells[(dataset, best, k)]["ner"]["f1"] - cells[(dataset, "uniform", k)]["ner"]["f1"] for k in paired]
-            uniform_seeds = "" if paired == seeds or not paired else f" (seeds {', '.join(map(str, paired))})"
+            uniform_seeds = "" if paired == seeds or not paired else f" (seed{'s' * (len(paired) > 1)} {', '.join(map(str, paired))})"
             rows.append([shown, f"{100 * fraction:g} %", mean_std(none), mean_std(uniform) + uniform_seeds, mean_std(mslm),
                          mean_std([b - a for a, b in zip(none, mslm)], signed=True), mean_std(over_uniform, signed=True),
                          mean_std(cnn), ", ".join(map(str, seeds))])
@@ -702,7 +702,7 @@ def mslm_learning_curve(src: Sources, arg: str, prefix: str) -> str:
         "the wordpieces masked uniformly, unweighted; its seeds are named where it ran on fewer than the other rows. spaCy CNN: its `ner` (efficiency config) trained on the same",
         "labelled sentences for the same 300 steps, seeds where it ran. Below 100 %, the MSLM cells adapted one of three",
         "builds of the same 100-step head warm-up (its initialisation was not seeded before `init-base --seed`): seed 0 at",
-        "10 % one, seed 1 at 10 % and seeds 0–1 at 25 % another, every later cell (seed 2, 5 %, BC5CDR) the seeded build;",
+        "10 % one, seed 1 at 10 % and seeds 0–1 at 25 % another, every later cell (seed 2, 5 %, BC5CDR, uniform MLM) the seeded build;",
         "no adaptation and the CNN do not use the head. Plot: "
         + source_link("mslm_learning_curve.png", prefix) + " (`python benchmarks/mslm_learning_curve.py`). Sources: "
         + ", ".join(source_link(name, prefix) for f, name in CURVE_FILES if (src.root / RESULTS / name).exists())
