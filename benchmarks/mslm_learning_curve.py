@@ -15,17 +15,16 @@ from pathlib import Path
 from typing import Dict, List, Tuple
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from render_tables import ABLATION_FILES, CURVE_FILES, DATASETS, RESULTS, ROOT, Sources, _cells  # noqa: E402
+from render_tables import CURVE_MSLM, DATASETS, RESULTS, ROOT, Sources, curve_cells  # noqa: E402
 
 #: (result key, legend label, colour) of the curves, in drawing order.
 ROWS = (("none", "no adaptation", "#8172b3"), ("uniform", "uniform MLM", "#55a868"),
-        ("mslm-elm1-blm0.15", "MSLM (ELM rate 1)", "#4c72b0"), ("spacy_cnn", "spaCy CNN ner", "#8c8c8c"))
+        (CURVE_MSLM, "MSLM (ELM rate 1)", "#4c72b0"), ("spacy_cnn", "spaCy CNN ner", "#8c8c8c"))
 
 
 def curve_points(src: Sources) -> Dict[str, Dict[str, List[Tuple[float, float, float, int]]]]:
     """dataset -> row -> [(fraction, mean F1, std, seeds)] over the fractions where the row ran."""
-    points = [(f, _cells(src, [name])) for f, name in CURVE_FILES if (src.root / RESULTS / name).exists()]
-    points.append((1.0, _cells(src, ABLATION_FILES)))
+    points = curve_cells(src)
     out: Dict[str, Dict[str, List[Tuple[float, float, float, int]]]] = {}
     for dataset in DATASETS:
         for row, _, _ in ROWS:

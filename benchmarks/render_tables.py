@@ -614,6 +614,18 @@ def mslm_ablation_minilm(src: Sources, arg: str, prefix: str) -> str:
 #: Files not yet produced are skipped (by the table and by benchmarks/mslm_learning_curve.py's plot).
 CURVE_FILES = ((0.05, "mslm_ablation_minilm_ncbi_f0.05.json"), (0.1, "mslm_ablation_minilm_ncbi_f0.1.json"),
                (0.25, "mslm_ablation_minilm_ncbi_f0.25.json"), (0.1, "mslm_ablation_minilm_bc5cdr_f0.1.json"))
+#: The MSLM row of the learning curve: the best setting of the ablation (ELM rate 1.0).
+CURVE_MSLM = "mslm-elm1-blm0.15"
+
+
+def curve_files(src: Sources) -> List[Tuple[float, str]]:
+    """CURVE_FILES that exist."""
+    return [(f, name) for f, name in CURVE_FILES if (src.root / RESULTS / name).exists()]
+
+
+def curve_cells(src: Sources) -> List[Tuple[float, Dict[Tuple[str, str, int], Dict[str, Any]]]]:
+    """(labelled fraction, cells) of the learning curve: CURVE_FILES below 100 %, ABLATION_FILES at 100 %."""
+    return [(f, _cells(src, [name])) for f, name in curve_files(src)] + [(1.0, _cells(src, ABLATION_FILES))]
 
 
 #: benchmarks/mslm_search_validation.py results, one per dataset (rendered when present).
@@ -671,10 +683,8 @@ def mslm_search_validation(src: Sources, arg: str, prefix: str) -> str:
 @block("mslm-learning-curve")
 def mslm_learning_curve(src: Sources, arg: str, prefix: str) -> str:
     """none vs the best MSLM setting (ELM rate 1.0) per labelled fraction, per-seed differences."""
-    best = "mslm-elm1-blm0.15"
-    full = _cells(src, ABLATION_FILES)
-    points = [(f, _cells(src, [name])) for f, name in CURVE_FILES if (src.root / RESULTS / name).exists()]
-    points.append((1.0, full))
+    best = CURVE_MSLM
+    points = curve_cells(src)
     rows = []
     for dataset, shown in DATASETS.items():
         for fraction, cells in points:
@@ -705,7 +715,7 @@ def mslm_learning_curve(src: Sources, arg: str, prefix: str) -> str:
         "10 % one, seed 1 at 10 % and seeds 0–1 at 25 % another, every later cell (seed 2, 5 %, BC5CDR, uniform MLM) the seeded build;",
         "no adaptation and the CNN do not use the head. Plot: "
         + source_link("mslm_learning_curve.png", prefix) + " (`python benchmarks/mslm_learning_curve.py`). Sources: "
-        + ", ".join(source_link(name, prefix) for f, name in CURVE_FILES if (src.root / RESULTS / name).exists())
+        + ", ".join(source_link(name, prefix) for f, name in curve_files(src))
         + " and the ablation table's files.",
     )
 
