@@ -71,13 +71,11 @@ def test_a_rebuilt_optimizer_resumes_the_schedule_where_it_stopped():
     assert optimizer2.param_groups[0]["lr"] == pytest.approx(0.5)
 
 
+# learn_rate, beta1, weight_decay, max_grad_norm and a negative warmup_steps are checked through a
+# whole MSLM config in test_mslm_train.py; these are the cases it does not reach.
 @pytest.mark.parametrize("settings, message", [
-    ({"learn_rate": 0}, r"learn_rate must be a positive number, got 0"),
-    ({"beta1": 1.0}, r"beta1 must be within \[0, 1\), got 1.0"),
     ({"beta2": float("nan")}, r"beta2 must be within \[0, 1\), got nan"),
     ({"eps": -1e-8}, r"eps must be a positive number"),
-    ({"weight_decay": -0.1}, r"weight_decay must be at least 0"),
-    ({"max_grad_norm": -1}, r"max_grad_norm must be at least 0 \(0: no clipping\)"),
     ({"warmup_steps": 2.5}, r"warmup_steps must be an integer >= 0, got 2.5"),
     ({"warmup_steps": True}, r"warmup_steps must be an integer >= 0, got True"),
 ])
