@@ -613,8 +613,8 @@ def mslm_ablation_minilm(src: Sources, arg: str, prefix: str) -> str:
 #: Learning-curve results: (labelled fraction, file) of `mslm_ablation.py --train-fraction F --sample-seed 0`.
 #: Files not yet produced are skipped (by the table and by benchmarks/mslm_learning_curve.py's plot).
 CURVE_FILES = ((0.05, "mslm_ablation_minilm_ncbi_f0.05.json"), (0.1, "mslm_ablation_minilm_ncbi_f0.1.json"),
-               (0.25, "mslm_ablation_minilm_ncbi_f0.25.json"), (0.1, "mslm_ablation_minilm_bc5cdr_f0.1.json"),
-               (0.25, "mslm_ablation_minilm_bc5cdr_f0.25.json"))
+               (0.25, "mslm_ablation_minilm_ncbi_f0.25.json"), (0.05, "mslm_ablation_minilm_bc5cdr_f0.05.json"),
+               (0.1, "mslm_ablation_minilm_bc5cdr_f0.1.json"), (0.25, "mslm_ablation_minilm_bc5cdr_f0.25.json"))
 #: The MSLM row of the learning curve: the best setting of the ablation (ELM rate 1.0).
 CURVE_MSLM = "mslm-elm1-blm0.15"
 
