@@ -10,7 +10,7 @@ from typing import Dict, List
 import pytest
 import spacy
 from spacy.training import Example
-from spacy.util import minibatch
+from spacy.util import fix_random_seed, minibatch
 
 from spacy_msnr.annotate.local import run_local
 from spacy_msnr.annotate.readers import find_shards, plan_chunks
@@ -29,6 +29,7 @@ def train_tiny_ner(data_dir: Path, path: Path) -> Path:
     """spaCy ner trained for 10 epochs on 150 NCBI-disease training sentences, saved at `path`
     (once per test session and data folder)."""
     if data_dir not in _TRAINED:
+        fix_random_seed(0)  # the same weights whatever ran before in the session
         nlp = spacy.blank("en")
         nlp.add_pipe("ner", config={"model": TINY_NER})
         sentences = [s for s in read_iob(data_dir / "blurb" / "NCBI-disease-IOB" / "train.tsv") if any(t != "O" for t in s.tags)][:150]
