@@ -17,6 +17,9 @@ adaptation (`--ablation`: that script's results JSONs; cells keyed dataset/row/s
 
 A chosen point the ablation never measured is reported as such (no F1, nothing claimed).
 Writes `benchmarks/results/<results-name>.{json,md}`; rerunning reuses finished search points.
+`--rejudge EARLIER.json` runs no search: it judges that earlier file's search points again
+against the `--ablation` files given now (e.g. once the chosen point has F1 cells of its own),
+and keeps the earlier search command beside the new one.
 """
 import argparse
 import importlib.util
@@ -131,6 +134,25 @@ def judge(record: Dict[str, Any], cells: Dict[str, Dict[str, Any]], dataset: str
     return {"points": points, "verdict": verdict}
 
 
+def record_from_run(run: Dict[str, Any]) -> Dict[str, Any]:
+    """The search record that `judge` turned into `run` (a results JSON's run), to judge it again."""
+    record: Dict[str, Any] = {"grid": [], "points": {}, "scores": {}, "excluded": {}, "chosen": None}
+    for p in run["points"]:
+        record["grid"].append(p["point"])
+        if not p["tried"]:
+            continue
+        record["points"][p["point"]] = {
+            "elm_rate": p["elm_rate"], "blm_rate": p["blm_rate"], "weighting": p["weighting"],
+            "metrics": {"term_acc": p["term_acc"], "generic_acc": p["generic_acc"]}, "seconds": p["seconds"]}
+        if p["score"] is not None:
+            record["scores"][p["point"]] = p["score"]
+        if p["excluded"]:
+            record["excluded"][p["point"]] = p["excluded"]
+        if p["chosen"]:
+            record["chosen"] = p["point"]
+    return record
+
+
 def run_search(args: argparse.Namespace, steps: int) -> Dict[str, Any]:
     from spacy_msnr.mslm.search import expand_grid, parse_names, parse_values, search
     from spacy_msnr.mslm.train import load_config
@@ -171,8 +193,11 @@ def spread_text(verdict: Dict[str, Any]) -> str:
 
 def render(results: Dict[str, Any]) -> str:
     label = f" ({results['label']})" if results.get("label") else ""
+    command = f"`{results['command']}`"
+    if results.get("search_command"):
+        command = f"`{results['search_command']}`, judged again by {command}"
     lines = [f"# mslm-search against measured NER F1: {results['dataset']}{label}", "",
-             f"Command: `{results['command']}`", "", f"Machine: {results['machine']}", ""]
+             f"Command: {command}", "", f"Machine: {results['machine']}", ""]
     for run in results["runs"]:
         v = run["verdict"]
         lines += [f"## {run['steps']} steps a point (signal {results['signal']}; search {v['search_seconds']:.0f} s)", "",
@@ -200,7 +225,8 @@ def render(results: Dict[str, Any]) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--project", type=Path, required=True, help="a project folder with training/base and corpus/")
+    parser.add_argument("--project", type=Path, help="a project folder with training/base and corpus/")
+    parser.add_argument("--rejudge", type=Path, help="an earlier results JSON: judge its search points again, run no search")
     parser.add_argument("--dataset", required=True, help="the dataset name in the ablation cells, e.g. NCBI-disease-IOB")
     parser.add_argument("--ablation", type=Path, nargs="+", required=True, help="benchmarks/mslm_ablation.py results JSONs")
     parser.add_argument("--steps", type=int, nargs="+", default=[50], help="search lengths to try (steps a point)")
@@ -216,17 +242,30 @@ def main() -> None:
     parser.add_argument("--machine", default="the 2-core, 24 GiB CPU workplace machine, no GPU")
     parser.add_argument("--label", default="", help="what the ablation files are, shown beside the dataset")
     args = parser.parse_args()
+    if (args.project is None) == (args.rejudge is None):
+        parser.error("give exactly one of --project (run the search) and --rejudge (judge an earlier one again)")
     args.work = args.work / args.dataset
 
     ablation = _ablation_module()
     cells = read_cells(args.ablation)
+    command = "python benchmarks/mslm_search_validation.py " + " ".join(sys.argv[1:])
     runs = []
-    for steps in args.steps:
+    if args.rejudge is not None:
+        earlier = json.loads(args.rejudge.read_text(encoding="utf8"))
+        if earlier["dataset"] != args.dataset:
+            parser.error(f"{args.rejudge}: its search is on {earlier['dataset']}, not {args.dataset}")
+        for run in earlier["runs"]:
+            runs.append({"steps": run["steps"],
+                         **judge(record_from_run(run), cells, args.dataset, ablation.add_mslm_variant)})
+        args.signal, args.machine = earlier["signal"], earlier["machine"]
+    for steps in ([] if args.rejudge is not None else args.steps):
         record = run_search(args, steps)
         runs.append({"steps": steps, **judge(record, cells, args.dataset, ablation.add_mslm_variant)})
     results = {"dataset": args.dataset, "label": args.label, "signal": args.signal, "machine": args.machine,
-               "threads": os.environ.get("OMP_NUM_THREADS", "unset"),
-               "command": "python benchmarks/mslm_search_validation.py " + " ".join(sys.argv[1:]), "runs": runs}
+               "threads": os.environ.get("OMP_NUM_THREADS", "unset"), "command": command, "runs": runs}
+    if args.rejudge is not None:
+        results["search_command"] = earlier.get("search_command", earlier["command"])
+        results["threads"] = earlier.get("threads", "unset")
     RESULTS.mkdir(parents=True, exist_ok=True)
     atomic_write_bytes(RESULTS / f"{args.results_name}.json", (json.dumps(results, indent=2) + "\n").encode("utf8"))
     text = render(results)

@@ -642,7 +642,9 @@ def mslm_search_validation(src: Sources, arg: str, prefix: str) -> str:
             continue
         res = src.json(f"{RESULTS}/{name}")
         sources.append(source_link(name, prefix))
-        commands.append(f"`{res['command']}` ({res['machine']}, OMP_NUM_THREADS {res['threads']})")
+        rejudged = f", judged again by `{res['command']}`" if res.get("search_command") else ""
+        commands.append(f"`{res.get('search_command', res['command'])}`{rejudged} "
+                        f"({res['machine']}, OMP_NUM_THREADS {res['threads']})")
         shown = res["dataset"] + (f" ({res['label']})" if res.get("label") else "")
         for run in res["runs"]:
             for pt in run["points"]:
