@@ -262,7 +262,8 @@ def main() -> None:
         record = run_search(args, steps)
         runs.append({"steps": steps, **judge(record, cells, args.dataset, ablation.add_mslm_variant)})
     results = {"dataset": args.dataset, "label": args.label, "signal": args.signal, "machine": args.machine,
-               "threads": os.environ.get("OMP_NUM_THREADS", "unset"), "command": command, "runs": runs}
+               "threads": os.environ.get("OMP_NUM_THREADS", "unset"), "command": command,
+               "ablation": [path.name for path in args.ablation], "runs": runs}
     if args.rejudge is not None:
         results["search_command"] = earlier.get("search_command", earlier["command"])
         results["threads"] = earlier.get("threads", "unset")

@@ -642,6 +642,9 @@ def mslm_search_validation(src: Sources, arg: str, prefix: str) -> str:
             continue
         res = src.json(f"{RESULTS}/{name}")
         sources.append(source_link(name, prefix))
+        # the F1 cells' files (recorded since --rejudge; earlier runs named them in their command only)
+        sources += [source_link(f, prefix) for f in res.get("ablation", [])
+                    if f not in ABLATION_FILES and source_link(f, prefix) not in sources]
         rejudged = f", judged again by `{res['command']}`" if res.get("search_command") else ""
         commands.append(f"`{res.get('search_command', res['command'])}`{rejudged} "
                         f"({res['machine']}, OMP_NUM_THREADS {res['threads']})")
@@ -678,7 +681,8 @@ def mslm_search_validation(src: Sources, arg: str, prefix: str) -> str:
     return table(["dataset", "search steps", "grid point", "dev term top-1 %", "dev generic top-1 %",
                   "test F1 after 500 adaptation steps (ablation)", ""], rows, "lrlrrrl") + note(
         *verdicts, "Search on the workflow's warmed base (`training/base`), MSLM alone, lr 1e-4, 2,048 wordpieces a step;",
-        "the F1 column is the ablation table's (another warm-up of the same base, 500 steps, the same NER budget).",
+        "the F1 column is from `benchmarks/mslm_ablation.py` cells (the ablation table's and the files named below;",
+        "other warm-ups of the same base, 500 adaptation steps, the same NER budget).",
         "Commands:", "; ".join(commands) + ".", "Sources:", ", ".join(sources) + ".",
     )
 

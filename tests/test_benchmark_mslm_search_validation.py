@@ -123,6 +123,7 @@ def test_rejudge_cli_runs_no_search(validation, tmp_path, monkeypatch):
     validation.main()
     res = json.loads((tmp_path / "results" / "r.json").read_text())
     assert res["search_command"] == earlier["command"] and "--rejudge" in res["command"]
+    assert res["ablation"] == ["cells.json"]
     v = res["runs"][0]["verdict"]
     assert v["chosen"] == "b" and v["best"] == "b" and v["gap"] == pytest.approx(0.0)
     text = (tmp_path / "results" / "r.md").read_text()
