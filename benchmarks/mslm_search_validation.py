@@ -249,24 +249,21 @@ def main() -> None:
     ablation = _ablation_module()
     cells = read_cells(args.ablation)
     command = "python benchmarks/mslm_search_validation.py " + " ".join(sys.argv[1:])
-    runs = []
+    results = {"dataset": args.dataset, "label": args.label, "signal": args.signal, "machine": args.machine,
+               "threads": os.environ.get("OMP_NUM_THREADS", "unset"), "command": command,
+               "ablation": [path.name for path in args.ablation]}
     if args.rejudge is not None:
         earlier = json.loads(args.rejudge.read_text(encoding="utf8"))
         if earlier["dataset"] != args.dataset:
             parser.error(f"{args.rejudge}: its search is on {earlier['dataset']}, not {args.dataset}")
-        for run in earlier["runs"]:
-            runs.append({"steps": run["steps"],
-                         **judge(record_from_run(run), cells, args.dataset, ablation.add_mslm_variant)})
-        args.signal, args.machine = earlier["signal"], earlier["machine"]
-    for steps in ([] if args.rejudge is not None else args.steps):
-        record = run_search(args, steps)
-        runs.append({"steps": steps, **judge(record, cells, args.dataset, ablation.add_mslm_variant)})
-    results = {"dataset": args.dataset, "label": args.label, "signal": args.signal, "machine": args.machine,
-               "threads": os.environ.get("OMP_NUM_THREADS", "unset"), "command": command,
-               "ablation": [path.name for path in args.ablation], "runs": runs}
-    if args.rejudge is not None:
-        results["search_command"] = earlier.get("search_command", earlier["command"])
-        results["threads"] = earlier.get("threads", "unset")
+        # the search's own facts stay the earlier run's; only the judging is new
+        results.update(signal=earlier["signal"], machine=earlier["machine"], threads=earlier.get("threads", "unset"),
+                       search_command=earlier.get("search_command", earlier["command"]))
+        records = [(run["steps"], record_from_run(run)) for run in earlier["runs"]]
+    else:
+        records = [(steps, run_search(args, steps)) for steps in args.steps]
+    results["runs"] = [{"steps": steps, **judge(record, cells, args.dataset, ablation.add_mslm_variant)}
+                       for steps, record in records]
     RESULTS.mkdir(parents=True, exist_ok=True)
     atomic_write_bytes(RESULTS / f"{args.results_name}.json", (json.dumps(results, indent=2) + "\n").encode("utf8"))
     text = render(results)
