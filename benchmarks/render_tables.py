@@ -15,6 +15,7 @@ the script with the file and the pattern it looked for.
 """
 import argparse
 import json
+import os
 import re
 import statistics
 import sys
@@ -494,8 +495,9 @@ def ner_baselines(src: Sources, arg: str, prefix: str) -> str:
 # MSLM ablations -------------------------------------------------------------------------------------
 ABLATION_FILES = (
     "mslm_ablation_minilm_ncbi.json", "mslm_ablation_minilm_ncbi_elm1.json", "mslm_ablation_minilm_ncbi_invfreq.json",
-    "mslm_ablation_minilm_ncbi_none.json",
-    "mslm_ablation_minilm_bc5cdr.json", "mslm_ablation_minilm_bc5cdr_elm1.json", "mslm_ablation_minilm_bc5cdr_none.json",
+    "mslm_ablation_minilm_ncbi_elm1_invfreq.json", "mslm_ablation_minilm_ncbi_none.json",
+    "mslm_ablation_minilm_bc5cdr.json", "mslm_ablation_minilm_bc5cdr_elm1.json",
+    "mslm_ablation_minilm_bc5cdr_elm1_invfreq.json", "mslm_ablation_minilm_bc5cdr_none.json",
 )
 DATASETS = {"NCBI-disease-IOB": "NCBI-disease", "BC5CDR-IOB": "BC5CDR"}
 #: Row names of the ablation's methods (its result keys), in table order; MSLM variants after them.
@@ -589,14 +591,24 @@ def _ablation_notes(src: Sources, files: Sequence[str], prefix: str) -> str:
         variant = re.search(r"^mslm-[^:\n]+: (MSLM with .+)$", src.text(rel), re.M)
         if variant and variant.group(1) not in variants:
             variants.append(variant.group(1))
-    base = src.find(mds[0], r"^base: [^(]*\((.+)\)$", flags=re.M)
+    builds: Dict[str, List[str]] = {}  # base description -> the files whose cells adapted it
+    for name, rel in zip(files, mds):
+        path, rest = src.find(rel, r"^base: [^(]*\((.+)\)$", flags=re.M).split(", ", 1)
+        builds.setdefault(f"{Path(path).name}, {rest}", []).append(name)  # where the encoder lay is no difference
+    if len(builds) == 1:
+        base = f"Base: {next(iter(builds))}."
+    else:  # the same encoder, head warm-ups built at different times: say which cells used which
+        shared = os.path.commonprefix(list(builds))
+        shared = shared[:shared.rfind(": ") + 2] if ": " in shared else ""
+        base = f"Base, in separate builds: {shared}" + "; ".join(
+            f"{build[len(shared):]} ({', '.join(f'`{n}`' for n in names)})" for build, names in builds.items()) + "."
     machine = src.find(mds[0], r"Machine: ([^;]+);")
     threads = src.find(mds[0], r"Machine: [^;]+; (one torch thread a process)")
     seeds = src.find(mds[0], r"mean ± std over (seeds \[[\d, ]+\])")
     return note(
         "Budget:", "; ".join(f"{' and '.join(names)}: {budget}" for budget, names in budgets.items()) + ".",
         ("Variants: " + "; ".join(variants) + ".") if variants else "",
-        f"Base: {base}. Machine: {machine}, {threads}.",
+        f"{base} Machine: {machine}, {threads}.",
         f"Mean ± std over {seeds}, in %; – or not run: no such cell; term top-1: top-1 accuracy of the gold wordpiece at masked",
         "DS-terms of the test text (the same masks for every model); generic top-1: the same at the other masked wordpieces.",
         "Sources: " + ", ".join(source_link(f, prefix) for f in files) + ".",

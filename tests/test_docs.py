@@ -86,6 +86,25 @@ def test_a_changed_source_changes_the_table(repo_copy):
         source.write_text(original, encoding="utf8")
 
 
+def test_ablation_note_says_which_files_adapted_which_base_build(tmp_path):
+    render = load_render()
+    results = tmp_path / render.RESULTS
+    results.mkdir(parents=True)
+    head = "new MLM head warmed up alone for 100 steps: held-out MLM loss"
+    builds = {"a.json": f"/x/enc (/x/assets/enc, 5 params; {head} 9.0 -> 6.0)",
+              "b.json": f"/y/enc (/y/enc, 5 params; {head} 9.5 -> 6.5)",
+              "c.json": f"/x/enc (assets/enc, 5 params; {head} 9.0 -> 6.0)"}  # a's build, the encoder elsewhere
+    for name, base in builds.items():
+        (results / name.replace(".json", ".md")).write_text(
+            f"adaptation  NCBI-disease F1\nbudget: 5 steps\nbase: {base}\n"
+            "Machine: box; one torch thread a process\nmean ± std over seeds [0, 1]\n", encoding="utf8")
+    text = render._ablation_notes(render.Sources(tmp_path), list(builds), "")
+    assert (f"Base, in separate builds: enc, 5 params; {head} 9.0 -> 6.0 (`a.json`, `c.json`); "
+            "held-out MLM loss 9.5 -> 6.5 (`b.json`). Machine: box") in " ".join(text.split())
+    one = render._ablation_notes(render.Sources(tmp_path), ["a.json", "c.json"], "")
+    assert f"Base: enc, 5 params; {head} 9.0 -> 6.0. Machine" in " ".join(one.split())
+
+
 def test_a_source_that_lost_what_a_block_reads_stops_the_script(repo_copy):
     render = load_render()
     source = repo_copy / "benchmarks" / "results" / "fewshot_workflow.md"
