@@ -495,7 +495,8 @@ def ner_baselines(src: Sources, arg: str, prefix: str) -> str:
 # MSLM ablations -------------------------------------------------------------------------------------
 ABLATION_FILES = (
     "mslm_ablation_minilm_ncbi.json", "mslm_ablation_minilm_ncbi_elm1.json", "mslm_ablation_minilm_ncbi_invfreq.json",
-    "mslm_ablation_minilm_ncbi_elm1_invfreq.json", "mslm_ablation_minilm_ncbi_none.json",
+    "mslm_ablation_minilm_ncbi_elm1_invfreq.json", "mslm_ablation_minilm_ncbi_span_pmi.json",
+    "mslm_ablation_minilm_ncbi_none.json",
     "mslm_ablation_minilm_bc5cdr.json", "mslm_ablation_minilm_bc5cdr_elm1.json",
     "mslm_ablation_minilm_bc5cdr_elm1_invfreq.json", "mslm_ablation_minilm_bc5cdr_none.json",
 )
@@ -543,10 +544,13 @@ def _seeds(cells) -> List[int]:
 
 
 def _ablation_table(cells, datasets: Sequence[str], metrics: Sequence[str], methods: Sequence[str], versus: str) -> str:
-    """Rows per method, then each MSLM row minus `versus` and, where the none row ran, minus no adaptation."""
+    """Rows per method, then each MSLM row minus `versus` and minus each other baseline that ran
+    (no adaptation, span, PMI), paired by seed."""
     text = _ablation_rows(cells, datasets, metrics, methods, versus)
-    if versus != "none" and any(m == "none" for _, m, _ in cells):
-        text += "\n" + _ablation_rows(cells, datasets, metrics, methods, "none", differences_only=True)
+    ran = {m for _, m, _ in cells}
+    for other in ("none", "span", "pmi"):
+        if other != versus and other in ran:
+            text += "\n" + _ablation_rows(cells, datasets, metrics, methods, other, differences_only=True)
     return text
 
 

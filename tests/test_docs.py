@@ -105,6 +105,18 @@ def test_ablation_note_says_which_files_adapted_which_base_build(tmp_path):
     assert f"Base: enc, 5 params; {head} 9.0 -> 6.0. Machine" in " ".join(one.split())
 
 
+def test_ablation_table_pairs_mslm_with_each_baseline_that_ran():
+    render = load_render()
+    cell = lambda f1: {"ner": {"f1": f1}, "sens": {"term_acc": 0.1}}  # noqa: E731
+    d = "NCBI-disease-IOB"
+    cells = {(d, "uniform", 0): cell(80.0), (d, "uniform", 1): cell(81.0), (d, "span", 0): cell(82.0),
+             (d, "span", 1): cell(80.0), (d, "mslm", 0): cell(83.0), (d, "mslm", 1): cell(82.0)}
+    text = render._ablation_table(cells, [d], ["f1"], render.methods_of(cells), "uniform")
+    rows = {line.split("|")[1].strip(): line.split("|")[2].strip() for line in text.splitlines() if "paired" in line}
+    assert rows == {"**MSLM, the paper's setting − uniform MLM** (paired by seed)": "**+2.00 ± 1.41**",  # (+3, +1)
+                    "**MSLM, the paper's setting − span masking** (paired by seed)": "**+1.50 ± 0.71**"}  # (+1, +2)
+
+
 def test_a_source_that_lost_what_a_block_reads_stops_the_script(repo_copy):
     render = load_render()
     source = repo_copy / "benchmarks" / "results" / "fewshot_workflow.md"
