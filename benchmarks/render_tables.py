@@ -498,7 +498,8 @@ ABLATION_FILES = (
     "mslm_ablation_minilm_ncbi_elm1_invfreq.json", "mslm_ablation_minilm_ncbi_span_pmi.json",
     "mslm_ablation_minilm_ncbi_none.json",
     "mslm_ablation_minilm_bc5cdr.json", "mslm_ablation_minilm_bc5cdr_elm1.json", "mslm_ablation_minilm_bc5cdr_invfreq.json",
-    "mslm_ablation_minilm_bc5cdr_elm1_invfreq.json", "mslm_ablation_minilm_bc5cdr_none.json",
+    "mslm_ablation_minilm_bc5cdr_elm1_invfreq.json", "mslm_ablation_minilm_bc5cdr_span_pmi.json",
+    "mslm_ablation_minilm_bc5cdr_none.json",
 )
 DATASETS = {"NCBI-disease-IOB": "NCBI-disease", "BC5CDR-IOB": "BC5CDR"}
 #: Row names of the ablation's methods (its result keys), in table order; MSLM variants after them.
