@@ -153,15 +153,17 @@ def test_shared_prefix_changes_neither_loss_nor_gradient(tiny_chat_model_dir, mo
     for key in ("fewshot_ner", "fewshot_ner_lm", "fewshot_ner_contrastive", "fewshot_ner_adversarial"):
         assert one[key] == pytest.approx(shared[key], rel=1e-5), key
     assert (shared["fewshot_ner_adversarial"] > 0) == (epsilon > 0)
+    # float32 sums run in another order per chunk size: an absolute slack of 1e-5 of the tensor's
+    # largest entry (~4e-7 seen on gradients of scale ~0.9); a wrong prefix share moves entries by their size
     for n, g in g_shared.items():
-        assert torch.allclose(g_one[n], g, rtol=1e-4, atol=1e-7), n
+        assert torch.allclose(g_one[n], g, rtol=1e-4, atol=1e-5 * g.abs().max().item()), n
     monkeypatch.setattr(model_module, "collate", lambda *a, **k: collate(*a[:5], share_prefix=False))
     rows, g_rows = _loss_and_grads(nlp, examples, 16)
     if epsilon == 0:  # without FGM, whole rows compute exactly the same
         for key in ("fewshot_ner", "fewshot_ner_lm", "fewshot_ner_contrastive"):
             assert shared[key] == pytest.approx(rows[key], rel=1e-5), key
         for n, g in g_rows.items():
-            assert torch.allclose(g_shared[n], g, rtol=1e-4, atol=1e-7), n
+            assert torch.allclose(g_shared[n], g, rtol=1e-4, atol=1e-5 * g.abs().max().item()), n
     else:  # a shared text is perturbed once, along the gradient summed over its types
         assert shared["fewshot_ner_lm"] == pytest.approx(rows["fewshot_ner_lm"], rel=1e-5)
         assert shared["fewshot_ner_adversarial"] != pytest.approx(rows["fewshot_ner_adversarial"], rel=1e-5)
