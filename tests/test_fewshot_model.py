@@ -163,7 +163,7 @@ def test_shared_prefix_changes_neither_loss_nor_gradient(tiny_chat_model_dir, mo
         for key in ("fewshot_ner", "fewshot_ner_lm", "fewshot_ner_contrastive"):
             assert shared[key] == pytest.approx(rows[key], rel=1e-5), key
         for n, g in g_rows.items():
-            assert torch.allclose(g_shared[n], g, rtol=1e-4, atol=1e-5 * g.abs().max().item()), n
+            assert torch.allclose(g_shared[n], g, rtol=1e-4, atol=1e-7), n
     else:  # a shared text is perturbed once, along the gradient summed over its types
         assert shared["fewshot_ner_lm"] == pytest.approx(rows["fewshot_ner_lm"], rel=1e-5)
         assert shared["fewshot_ner_adversarial"] != pytest.approx(rows["fewshot_ner_adversarial"], rel=1e-5)
