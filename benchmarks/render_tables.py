@@ -744,6 +744,109 @@ def mslm_learning_curve(src: Sources, arg: str, prefix: str) -> str:
     )
 
 
+@block("mslm-learning-curve-per-seed")
+def mslm_learning_curve_per_seed(src: Sources, arg: str, prefix: str) -> str:
+    """The learning curve's rows seed by seed, with the paired differences."""
+    rows = []
+    for dataset, shown in DATASETS.items():
+        for fraction, cells in sorted(curve_cells(src), key=lambda point: point[0]):
+            for seed in sorted(k for d, m, k in cells if d == dataset and m == "none" and (dataset, CURVE_MSLM, k) in cells):
+                f1 = {m: cells[(dataset, m, seed)]["ner"]["f1"] for m in ("none", "uniform", CURVE_MSLM, "spacy_cnn")
+                      if (dataset, m, seed) in cells}
+
+                def diff(a: str, b: str) -> str:
+                    return signed(f1[a] - f1[b]) if a in f1 and b in f1 else "–"
+
+                rows.append([shown, f"{100 * fraction:g} %", seed] + [f"{f1[m]:.2f}" if m in f1 else "–" for m in ("none", "uniform", CURVE_MSLM)]
+                            + [diff(CURVE_MSLM, "none"), diff("uniform", "none"), diff(CURVE_MSLM, "uniform"),
+                               f"{f1['spacy_cnn']:.2f}" if "spacy_cnn" in f1 else "–"])
+    header = ["dataset", "labelled", "seed", "none F1", "uniform MLM F1", "MSLM (ELM 1.0) F1", "MSLM − none", "uniform − none",
+              "MSLM − uniform", "spaCy CNN F1"]
+    return table(header, rows, "llr" + "r" * (len(header) - 3)) + note(
+        "Test F1 of each seed of the learning curve above (the same runs; – : not run); the differences are paired:",
+        "the same NER seed and, below 100 %, the same labelled sample.",
+    )
+
+
+def default_mslm_method(src: Sources) -> str:
+    """The ablation key (mslm-elm<rate>-blm<rate>[-<weighting>]) of `configs/mslm.cfg`'s setting."""
+    rel = "configs/mslm.cfg"
+    elm = float(src.find(rel, r"^elm_rate = ([\d.]+)$", flags=re.M))
+    blm = float(src.find(rel, r"^blm_rate = ([\d.]+)$", flags=re.M))
+    weighting = src.find(rel, r'^@msnr_weightings = "spacy_msnr\.(\w+)\.v\d+"$', flags=re.M)
+    return f"mslm-elm{elm:g}-blm{blm:g}" + ("" if weighting == "softmax_share" else f"-{weighting}")
+
+
+def curve_differences(src: Sources) -> List[Dict[str, Any]]:
+    """Per (dataset, labelled fraction): the best MSLM setting (CURVE_MSLM) minus no adaptation and
+    minus uniform MLM, paired by seed (the seeds both rows ran)."""
+    out = []
+    for dataset, shown in DATASETS.items():
+        for fraction, cells in sorted(curve_cells(src), key=lambda point: point[0]):
+            diffs = {}
+            for other in ("none", "uniform"):
+                seeds = sorted(k for d, m, k in cells if d == dataset and m == other and (dataset, CURVE_MSLM, k) in cells)
+                diffs[other] = [cells[(dataset, CURVE_MSLM, k)]["ner"]["f1"] - cells[(dataset, other, k)]["ner"]["f1"] for k in seeds]
+            if diffs["none"]:
+                out.append({"dataset": shown, "fraction": fraction, **diffs})
+    return out
+
+
+def _paired(diffs: Sequence[float], of: int = 3) -> str:
+    """'mean ± std' of paired differences, bold when positive on every seed."""
+    text = mean_std(diffs, signed=True, of=of)
+    return f"**{text}**" if diffs and min(diffs) > 0 else text
+
+
+@block("mslm-verdict")
+def mslm_verdict(src: Sources, arg: str, prefix: str) -> str:
+    points = curve_differences(src)
+    datasets = [d for d in DATASETS.values() if any(p["dataset"] == d for p in points)]
+    fractions = sorted({p["fraction"] for p in points})
+    at = {(p["dataset"], p["fraction"]): p for p in points}
+    rows = []
+    for fraction in fractions:
+        row = [f"{100 * fraction:g} %"]
+        for dataset in datasets:
+            point = at.get((dataset, fraction))
+            row += [_paired(point["none"]), _paired(point["uniform"])] if point else ["–", "–"]
+        rows.append(row)
+    header = ["labelled sentences"] + [f"{d}: MSLM {col}, paired" for d in datasets for col in ("− no adaptation", "− uniform MLM")]
+    every = [p for p in points if min(p["none"]) > 0]
+    plus_one = [p for p in points if min(p["none"]) >= 1.0]
+    names = lambda ps: ", ".join(f"{p['dataset']} {100 * p['fraction']:g} %" for p in ps) or "none of them"
+    verdict = (f"MSLM is ahead of no adaptation on every seed at {len(every)} of the {len(points)} points measured ({names(every)}), "
+               f"and by +1.0 F1 or more on every seed at {names(plus_one)}.")
+    default = default_mslm_method(src)
+    return table(header, rows, "l" + "r" * (len(header) - 1)) + note(
+        verdict,
+        f"MSLM: {method_label(CURVE_MSLM)[len('MSLM, '):]}"
+        + (", softmax-share weighting (the default of `configs/mslm.cfg`)" if default == CURVE_MSLM
+           else f" (`configs/mslm.cfg` now defaults to {method_label(default)})") + ", on all-MiniLM-L6-v2",
+        "with a new MLM head; 500 adaptation steps, 300 NER steps; below 100 % labelled, the rest of the training text is",
+        "adapted on unlabelled. Paired by seed (the same NER seed and labelled sample), mean ± std in F1 points over 3 seeds",
+        "unless n says fewer; bold: positive on every seed. Rows, spreads and builds: the learning curve in",
+        f"[docs/mslm.md]({prefix}docs/mslm.md#with-few-labels).",
+    )
+
+
+@block("fewshot-verdict")
+def fewshot_verdict(src: Sources, arg: str, prefix: str) -> str:
+    margins = fewshot_margins(_crossner(src))
+    k = min(m["k"] for m in margins)
+    shown = [m for m in margins if m["k"] == k]
+    wins = [m for m in shown if m["margin"] > m["spread"]]
+    losses = [m for m in shown if m["margin"] < 0]
+    lead = ("**Few-shot beats its best fair peer**" if len(wins) >= 2 and len(losses) == 0
+            else "**Few-shot does not yet beat its best fair peer**")
+    per = "; ".join(f"{m['domain']} {signed(m['margin'])} ({margin_reading(m['margin'], m['spread'])}; the best peer: {FAIR_PEERS[m['peer']]})"
+                    for m in shown)
+    return (f"{lead} at K = {k} (the same episodes, the same source corpus or the same shots): `fewshot_ner`'s"
+            f" source path minus the best peer is {per}. Every row and K = 10:"
+            f" [docs/fewshot.md]({prefix}docs/fewshot.md#where-it-stands); every figure, with its machine, budget and seeds:"
+            f" [docs/benchmarks.md]({prefix}docs/benchmarks.md).")
+
+
 @block("mslm-ablation-per-seed")
 def mslm_ablation_per_seed(src: Sources, arg: str, prefix: str) -> str:
     cells = _cells(src, ABLATION_FILES)
@@ -915,6 +1018,60 @@ def fewshot_crossner(src: Sources, arg: str, prefix: str) -> str:
         trf_note,
         episodic_note,
         ("**Not measured yet:** " + "; ".join(missing) + ".") if missing else "",
+    )
+
+
+#: The fair peers of `fewshot_ner`'s source path (the same source corpus first, or the same shots in context).
+FAIR_PEERS = {
+    "spacy_ner_source": "spaCy's CNN `ner`, source corpus first",
+    "spacy_trf_source": "spaCy's MiniLM `transformer` + `ner`, source corpus first",
+    "in_context": "SmolLM2 prompted with the support set",
+}
+#: The row the margins are of: the workflow's path (source stage, then the method on the support set).
+OUR_FEWSHOT_ROW = "source_full"
+
+
+def fewshot_margins(few: Dict[str, Any]) -> List[Dict[str, Any]]:
+    """Per (K, domain): `fewshot_ner`'s source path against the best fair peer measured on as many
+    episodes; `spread` is the larger of the two episode stds."""
+    out = []
+    for k in sorted({k for _, k, _ in few["cells"]}):
+        for domain in few["domains"]:
+            ours = few["cells"].get((domain, k, OUR_FEWSHOT_ROW))
+            if ours is None:
+                continue
+            peers = [(few["cells"][(domain, k, p)], p) for p in FAIR_PEERS
+                     if (domain, k, p) in few["cells"] and few["cells"][(domain, k, p)]["episodes"] >= ours["episodes"]]
+            if not peers:
+                continue
+            best, name = max(peers, key=lambda pair: pair[0]["f_mean"])
+            margin = ours["f_mean"] - best["f_mean"]
+            spread = max(ours["f_std"], best["f_std"])
+            out.append({"domain": domain, "k": k, "ours": ours, "peer": name, "best": best, "margin": margin, "spread": spread})
+    return out
+
+
+def margin_reading(margin: float, spread: float) -> str:
+    side = "ahead" if margin > 0 else "behind"
+    return f"{side}, {'beyond' if abs(margin) > spread else 'within'} the spread"
+
+
+@block("fewshot-margins")
+def fewshot_margins_table(src: Sources, arg: str, prefix: str) -> str:
+    few = _crossner(src)
+    rows = [[m["k"], m["domain"], _f(m["ours"]), FAIR_PEERS[m["peer"]], _f(m["best"]), signed(m["margin"]), f"{m['spread']:.2f}",
+             margin_reading(m["margin"], m["spread"])] for m in fewshot_margins(few)]
+    header = ["K", "domain", "`fewshot_ner`, source stage + full method", "best fair peer", "its F1", "margin",
+              "larger episode std", "reading"]
+    short = sorted({(d, k, p) for d, k, p in few["cells"] if p in FAIR_PEERS
+                    and (d, k, OUR_FEWSHOT_ROW) in few["cells"] and few["cells"][(d, k, p)]["episodes"] < few["cells"][(d, k, OUR_FEWSHOT_ROW)]["episodes"]})
+    return table(header, rows, "rlrlrrrl") + note(
+        "Fair peers: " + "; ".join(FAIR_PEERS.values()) + " (rows of the table above), each on the same episodes;",
+        "the best is the one with the highest mean among those measured on as many episodes as `fewshot_ner`.",
+        ("Not counted, fewer episodes: " + "; ".join(f"{FAIR_PEERS[p]} ({d}, K = {k}, n = {few['cells'][(d, k, p)]['episodes']})"
+                                                     for d, k, p in short) + ".") if short else "",
+        "Margin: difference of the means; the per-episode F1 of every row is not stored, so the spread compared",
+        "is the larger of the two rows' episode stds, not a paired one.",
     )
 
 

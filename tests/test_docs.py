@@ -117,6 +117,68 @@ def test_ablation_table_pairs_mslm_with_each_baseline_that_ran():
                     "**MSLM, the paper's setting − span masking** (paired by seed)": "**+1.50 ± 0.71**"}  # (+1, +2)
 
 
+def test_fewshot_margins_take_the_best_peer_measured_on_as_many_episodes():
+    render = load_render()
+    row = lambda mean, std, episodes=3: {"f_mean": mean, "f_std": std, "episodes": episodes}  # noqa: E731
+    cells = {("politics", 5, "source_full"): row(20.0, 2.0), ("politics", 5, "spacy_ner_source"): row(25.0, 1.0),
+             ("politics", 5, "spacy_trf_source"): row(22.0, 9.0), ("politics", 5, "in_context"): row(40.0, 0.0, 1),
+             ("ai", 5, "source_full"): row(18.0, 4.0), ("ai", 5, "spacy_ner_source"): row(16.0, 3.0),
+             ("ai", 5, "spacy_ner"): row(30.0, 1.0)}  # support-only spaCy is not a fair peer
+    margins = {m["domain"]: m for m in render.fewshot_margins({"cells": cells, "domains": ["politics", "ai"]})}
+    assert margins["politics"]["peer"] == "spacy_ner_source"  # in_context ran one episode of three: not counted
+    assert margins["politics"]["margin"] == pytest.approx(-5.0) and margins["politics"]["spread"] == pytest.approx(2.0)
+    assert render.margin_reading(-5.0, 2.0) == "behind, beyond the spread"
+    assert margins["ai"]["peer"] == "spacy_ner_source" and margins["ai"]["margin"] == pytest.approx(2.0)
+    assert render.margin_reading(2.0, 4.0) == "ahead, within the spread"
+
+
+def test_mslm_verdict_pairs_by_seed_and_bolds_gains_on_every_seed(tmp_path, monkeypatch):
+    render = load_render()
+    results = tmp_path / render.RESULTS
+    results.mkdir(parents=True)
+    (tmp_path / "configs").mkdir()
+    (tmp_path / "configs" / "mslm.cfg").write_text(
+        'elm_rate = 1.0\nblm_rate = 0.15\n[model.weighting]\n@msnr_weightings = "spacy_msnr.softmax_share.v1"\n', encoding="utf8")
+    cell = lambda f1: {"ner": {"f1": f1}, "sens": {}}  # noqa: E731
+    d, best = "NCBI-disease-IOB", render.CURVE_MSLM
+    (results / "full.json").write_text(json.dumps({  # MSLM − none: +1.5, +1.0 (every seed); − uniform: +2, −1
+        f"{d}/none/0": cell(80.0), f"{d}/none/1": cell(81.0), f"{d}/uniform/0": cell(79.5), f"{d}/uniform/1": cell(83.0),
+        f"{d}/{best}/0": cell(81.5), f"{d}/{best}/1": cell(82.0)}), encoding="utf8")
+    (results / "quarter.json").write_text(json.dumps({  # − none: −1, +2 (seeds disagree); no uniform
+        f"{d}/none/0": cell(70.0), f"{d}/none/1": cell(70.0), f"{d}/{best}/0": cell(69.0), f"{d}/{best}/1": cell(72.0)}),
+        encoding="utf8")
+    monkeypatch.setattr(render, "ABLATION_FILES", ("full.json",))
+    monkeypatch.setattr(render, "CURVE_FILES", ((0.25, "quarter.json"),))
+    text = render.mslm_verdict(render.Sources(tmp_path), "", "")
+    rows = {}
+    for line in text.splitlines():
+        if line.startswith("| ") and "%" in line.split("|")[1]:
+            rows[line.split("|")[1].strip()] = [c.strip() for c in line.split("|")[2:4]]
+    assert rows == {"25 %": ["+0.50 ± 2.12 (n = 2)", "–"], "100 %": ["**+1.25 ± 0.35 (n = 2)**", "+0.50 ± 2.12 (n = 2)"]}
+    flat = " ".join(text.split())
+    assert "ahead of no adaptation on every seed at 1 of the 2 points measured (NCBI-disease 100 %)" in flat
+    assert "by +1.0 F1 or more on every seed at NCBI-disease 100 %" in flat
+    assert "(the default of `configs/mslm.cfg`)" in flat
+
+
+#: A measured figure as the benchmarks print them: a spread, or a number with two decimals.
+FIGURE = re.compile(r"±|(?<![\w.])[+−-]?\d+\.\d\d(?!\d)")
+
+
+@pytest.mark.parametrize("page", PAGES, ids=lambda p: p.name)
+def test_no_measured_figure_is_typed_outside_generated_blocks(page):
+    """Figures in README and docs come from the benchmarks' results: outside a generated block (and
+    outside code) a page may cite a row, not copy its number."""
+    render = load_render()
+    text = render.BLOCK.sub("", page.read_text(encoding="utf8"))
+    text = re.sub(r"^```.*?^```", "", text, flags=re.S | re.M)
+    text = re.sub(r"`[^`\n]*`", "", text)
+    typed = [line.strip() for line in text.splitlines() if FIGURE.search(line)]
+    assert not typed, f"{page.name}: figures typed by hand (render them from benchmarks/results): {typed[:3]}"
+    assert FIGURE.search("it scores 83.34 on NCBI-disease") and FIGURE.search("+0.97 ± 0.63")
+    assert not FIGURE.search("ELM rate 1.0, arXiv 2403.18025, version 3.8")
+
+
 def test_a_source_that_lost_what_a_block_reads_stops_the_script(repo_copy):
     render = load_render()
     source = repo_copy / "benchmarks" / "results" / "fewshot_workflow.md"
