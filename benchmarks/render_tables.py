@@ -499,6 +499,7 @@ ABLATION_FILES = (
     "mslm_ablation_minilm_ncbi_none.json",
     "mslm_ablation_minilm_bc5cdr.json", "mslm_ablation_minilm_bc5cdr_elm1.json", "mslm_ablation_minilm_bc5cdr_invfreq.json",
     "mslm_ablation_minilm_bc5cdr_elm1_invfreq.json", "mslm_ablation_minilm_bc5cdr_span_pmi.json",
+    "mslm_ablation_minilm_bc5cdr_elm1_seeded.json",
     "mslm_ablation_minilm_bc5cdr_none.json",
 )
 DATASETS = {"NCBI-disease-IOB": "NCBI-disease", "BC5CDR-IOB": "BC5CDR"}
