@@ -203,7 +203,7 @@ def _crossner(src: Sources) -> Dict[str, Any]:
     # fewshot_losses / ...): taken when their episode settings agree, and a cell both have must agree.
     for peers_rel in (f"{RESULTS}/fewshot_peers.json", f"{RESULTS}/fewshot_losses.json", f"{RESULTS}/fewshot_episodic.json",
                       f"{RESULTS}/fewshot_trf_peer.json", f"{RESULTS}/fewshot_k10_source.json",
-                      f"{RESULTS}/fewshot_contrastive_span.json"):
+                      f"{RESULTS}/fewshot_contrastive_span.json", f"{RESULTS}/fewshot_in_context.json"):
         if not (src.root / peers_rel).exists():
             continue
         peers = src.json(peers_rel)
@@ -1069,8 +1069,11 @@ def fewshot_margins_table(src: Sources, arg: str, prefix: str) -> str:
     return table(header, rows, "rlrlrrrl") + note(
         "Fair peers: " + "; ".join(FAIR_PEERS.values()) + " (rows of the table above), each on the same episodes;",
         "the best is the one with the highest mean among those measured on as many episodes as `fewshot_ner`.",
-        ("Not counted, fewer episodes: " + "; ".join(f"{FAIR_PEERS[p]} ({d}, K = {k}, n = {few['cells'][(d, k, p)]['episodes']})"
-                                                     for d, k, p in short) + ".") if short else "",
+        ("Not counted, fewer episodes: " + "; ".join(
+            f"{FAIR_PEERS[p]}: " + ", ".join(f"{d} K = {k} (n = {few['cells'][(d, k, p)]['episodes']})"
+                                             for k, d in sorted(((k, d) for d, k, q in short if q == p),
+                                                                key=lambda kd: (kd[0], few["domains"].index(kd[1]))))
+            for p in FAIR_PEERS if any(q == p for *_, q in short)) + ".") if short else "",
         "Margin: difference of the means; the per-episode F1 of every row is not stored, so the spread compared",
         "is the larger of the two rows' episode stds, not a paired one.",
     )
