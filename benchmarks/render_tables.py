@@ -771,11 +771,10 @@ def mslm_learning_curve_per_seed(src: Sources, arg: str, prefix: str) -> str:
 
 def default_mslm_method(src: Sources) -> str:
     """The ablation key (mslm-elm<rate>-blm<rate>[-<weighting>]) of `configs/mslm.cfg`'s setting."""
-    rel = "configs/mslm.cfg"
-    elm = float(src.find(rel, r"^elm_rate = ([\d.]+)$", flags=re.M))
-    blm = float(src.find(rel, r"^blm_rate = ([\d.]+)$", flags=re.M))
-    weighting = src.find(rel, r'^@msnr_weightings = "spacy_msnr\.(\w+)\.v\d+"$', flags=re.M)
-    return f"mslm-elm{elm:g}-blm{blm:g}" + ("" if weighting == "softmax_share" else f"-{weighting}")
+    model = _config(src, "configs/mslm.cfg")["model"]
+    weighting = model["weighting"]["@msnr_weightings"].replace("spacy_msnr.", "").rsplit(".v", 1)[0]
+    return (f"mslm-elm{float(model['masker']['elm_rate']):g}-blm{float(model['masker']['blm_rate']):g}"
+            + ("" if weighting == "softmax_share" else f"-{weighting}"))
 
 
 def curve_differences(src: Sources) -> List[Dict[str, Any]]:
@@ -822,7 +821,8 @@ def mslm_verdict(src: Sources, arg: str, prefix: str) -> str:
     return table(header, rows, "l" + "r" * (len(header) - 1)) + note(
         verdict,
         f"MSLM: {method_label(CURVE_MSLM)[len('MSLM, '):]}"
-        + (", softmax-share weighting (the default of `configs/mslm.cfg`)" if default == CURVE_MSLM
+        + ("" if "weighting" in method_label(CURVE_MSLM) else ", softmax-share weighting")
+        + (" (the default of `configs/mslm.cfg`)" if default == CURVE_MSLM
            else f" (`configs/mslm.cfg` now defaults to {method_label(default)})") + ", on all-MiniLM-L6-v2",
         "with a new MLM head; 500 adaptation steps, 300 NER steps; below 100 % labelled, the rest of the training text is",
         "adapted on unlabelled. Paired by seed (the same NER seed and labelled sample), mean ± std in F1 points over 3 seeds",

@@ -138,7 +138,7 @@ def test_mslm_verdict_pairs_by_seed_and_bolds_gains_on_every_seed(tmp_path, monk
     results.mkdir(parents=True)
     (tmp_path / "configs").mkdir()
     (tmp_path / "configs" / "mslm.cfg").write_text(
-        'elm_rate = 1.0\nblm_rate = 0.15\n[model.weighting]\n@msnr_weightings = "spacy_msnr.softmax_share.v1"\n', encoding="utf8")
+        '[model]\n[model.masker]\nelm_rate = 1.0\nblm_rate = 0.15\n[model.weighting]\n@msnr_weightings = "spacy_msnr.softmax_share.v1"\n', encoding="utf8")
     cell = lambda f1: {"ner": {"f1": f1}, "sens": {}}  # noqa: E731
     d, best = "NCBI-disease-IOB", render.CURVE_MSLM
     (results / "full.json").write_text(json.dumps({  # MSLM − none: +1.5, +1.0 (every seed); − uniform: +2, −1
