@@ -12,7 +12,9 @@ text are found by `repeated_mentions`.
 
 `generate` runs batched greedy decoding of jobs (a prefix and the prompts that follow it), each
 prefix's key/value cache computed once, rows of several jobs in one batch, logits only for the
-tokens the automaton allows, and stops each sequence at the terminator.
+tokens the automaton allows, and stops each sequence at the terminator. For the model types of
+`prefix_attention`, a batch's rows attend over their job's prefix cache without a copy of it per
+row (in-context examples make that prefix thousands of tokens long).
 """
 import math
 from dataclasses import dataclass
@@ -21,6 +23,7 @@ from typing import Dict, FrozenSet, List, Optional, Sequence, Set, Tuple
 import torch
 from spacy.tokens import Doc, Span
 
+from . import prefix_attention
 from .prompts import Markers
 
 # A hypothesis: (state, explicit spans (first, last), recorded spans (first, last, open_step,
@@ -241,6 +244,7 @@ def generate(
     backbone, head = split_causal_lm(peft_model)
     was_training = peft_model.training
     peft_model.eval()
+    shared_prefix = prefix_attention.supported(backbone)
     try:
         device = next(backbone.parameters()).device
         common = _prefix_cache(backbone, list(jobs[0][0][:shared]), None, device) if jobs and shared else None
@@ -252,8 +256,10 @@ def generate(
             for j, _ in batch:
                 if j not in caches:
                     caches[j] = _prefix_cache(backbone, list(jobs[j][0][shared:]), common, device)
-            _decode_batch(backbone, head, [j for j, _ in batch], caches, [jobs[j][1][i] for j, i in batch],
-                          [jobs[j][2][i] for j, i in batch], max_new_tokens, pad_id, device)
+            row_jobs = [j for j, _ in batch]
+            shared_now = shared_prefix and all(caches[j] is not None for j in row_jobs)
+            _decode_batch(backbone, head, row_jobs, caches, [jobs[j][1][i] for j, i in batch],
+                          [jobs[j][2][i] for j, i in batch], max_new_tokens, pad_id, device, shared_now)
             for j in [k for k in caches if k < batch[-1][0]]:
                 del caches[j]
     finally:
@@ -306,19 +312,54 @@ def _batch_cache(row_jobs: List[int], caches: Dict[int, Optional[tuple]], device
     return DynamicCache.from_legacy_cache(tuple(layers)), mask
 
 
-def _decode_batch(backbone, head, row_jobs, caches, prompts, constraints, max_new_tokens, pad_id, device):
+def _shared_prefix(row_jobs: List[int], caches: Dict[int, Optional[tuple]]) -> "prefix_attention.SharedPrefix":
+    """The jobs' prefix caches as one `SharedPrefix` for these rows (no copy per row)."""
+    jobs = sorted(set(row_jobs))
+    layers = [[(caches[j][layer][0][0], caches[j][layer][1][0]) for j in jobs] for layer in range(len(caches[jobs[0]]))]
+    return prefix_attention.SharedPrefix(layers, [jobs.index(j) for j in row_jobs])
+
+
+def _decode_batch(backbone, head, row_jobs, caches, prompts, constraints, max_new_tokens, pad_id, device,
+                  shared: bool = False):
+    """Greedy constrained decoding of one batch of prompts, each after its job's prefix cache:
+    with `shared`, the prefixes are attended once per job (`prefix_attention`); otherwise each
+    row holds a left-padded copy of its job's prefix cache."""
+    if not shared:
+        return _decode_rows(backbone, head, row_jobs, caches, prompts, constraints, max_new_tokens, pad_id, device, False)
+    with prefix_attention.enabled(backbone):
+        return _decode_rows(backbone, head, row_jobs, caches, prompts, constraints, max_new_tokens, pad_id, device, True)
+
+
+def _decode_rows(backbone, head, row_jobs, caches, prompts, constraints, max_new_tokens, pad_id, device, shared):
+    from transformers import DynamicCache
+
     size, longest = len(prompts), max(len(p) for p in prompts)
-    cache, prefix_mask = _batch_cache(row_jobs, caches, device)
-    n_prefix = prefix_mask.shape[1]
     ids = torch.full((size, longest), pad_id, dtype=torch.long)
-    mask = torch.zeros((size, n_prefix + longest), dtype=torch.long, device=device)
-    mask[:, :n_prefix] = prefix_mask
     for r, p in enumerate(prompts):
         ids[r, longest - len(p):] = torch.tensor(list(p))
-        mask[r, n_prefix + longest - len(p):] = 1
     ids = ids.to(device)
+    extra = {}
+    if shared:
+        prefix = _shared_prefix(row_jobs, caches)
+        starts = torch.tensor([prefix.length(j) for j in prefix.row_jobs], device=device)
+        cache, n_prefix = DynamicCache(), 0
+        mask = torch.zeros((size, longest), dtype=torch.long, device=device)
+        extra["msnr_prefix"] = prefix
+    else:
+        cache, prefix_mask = _batch_cache(row_jobs, caches, device)
+        n_prefix = prefix_mask.shape[1]
+        mask = torch.zeros((size, n_prefix + longest), dtype=torch.long, device=device)
+        mask[:, :n_prefix] = prefix_mask
+    for r, p in enumerate(prompts):
+        mask[r, n_prefix + longest - len(p):] = 1
     positions = (mask.cumsum(-1) - 1).clamp_min(0)[:, n_prefix:]
-    out = backbone(input_ids=ids, attention_mask=mask, position_ids=positions, past_key_values=cache, use_cache=True)
+    if shared:
+        positions = positions + starts[:, None]
+        causal = torch.ones((longest, longest), dtype=torch.bool, device=device).tril()
+        out = backbone(input_ids=ids, attention_mask=causal[None, None] & mask.bool()[:, None, None, :],
+                       position_ids=positions, past_key_values=cache, use_cache=True, **extra)
+    else:
+        out = backbone(input_ids=ids, attention_mask=mask, position_ids=positions, past_key_values=cache, use_cache=True)
     hidden = out.last_hidden_state[:, -1]
     next_pos = positions[:, -1] + 1
     live = list(range(size))
@@ -341,11 +382,13 @@ def _decode_batch(backbone, head, row_jobs, caches, prompts, constraints, max_ne
         if len(keep) < len(live):
             index = torch.tensor(keep, device=device)
             cache.batch_select_indices(index)
+            if shared:
+                extra["msnr_prefix"].select(keep)
             mask, best, next_pos = mask[index], best[index], next_pos[index]
             live = [live[r] for r in keep]
         mask = torch.cat([mask, torch.ones((len(live), 1), dtype=mask.dtype, device=device)], dim=1)
-        out = backbone(input_ids=best[:, None], attention_mask=mask, position_ids=next_pos[:, None],
-                       past_key_values=cache, use_cache=True)
+        out = backbone(input_ids=best[:, None], attention_mask=mask.bool()[:, None, None, :] if shared else mask,
+                       position_ids=next_pos[:, None], past_key_values=cache, use_cache=True, **extra)
         hidden = out.last_hidden_state[:, -1]
         next_pos = next_pos + 1
 
