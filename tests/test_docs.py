@@ -132,6 +132,15 @@ def test_fewshot_margins_take_the_best_peer_measured_on_as_many_episodes():
     assert render.margin_reading(2.0, 4.0) == "ahead, within the spread"
 
 
+def test_a_later_run_over_more_episodes_replaces_a_cell_only_when_its_first_episodes_agree():
+    render = load_render()
+    one = {"f_mean": 10.79, "episodes": 1, "f_episodes": [10.79]}
+    assert render._more_episodes(one, {"f_mean": 9.0, "episodes": 3, "f_episodes": [10.79, 7.1, 9.11]})
+    assert not render._more_episodes(one, {"f_mean": 9.0, "episodes": 3, "f_episodes": [10.5, 7.1, 9.4]})  # other episode 1
+    assert not render._more_episodes(one, {"f_mean": 10.79, "episodes": 1, "f_episodes": [10.79]})  # not more
+    assert not render._more_episodes({"f_mean": 10.79, "episodes": 1}, {"f_mean": 9.0, "episodes": 3, "f_episodes": [10.79, 7.1, 9.11]})
+
+
 def test_mslm_verdict_pairs_by_seed_and_bolds_gains_on_every_seed(tmp_path, monkeypatch):
     render = load_render()
     results = tmp_path / render.RESULTS

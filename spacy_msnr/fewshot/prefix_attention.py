@@ -96,8 +96,7 @@ def prefix_attention(
     if msnr_prefix is None:
         from transformers.integrations.sdpa_attention import sdpa_attention_forward
 
-        mask = attention_mask
-        return sdpa_attention_forward(module, query, key, value, mask, dropout=dropout, scaling=scaling, **kwargs)
+        return sdpa_attention_forward(module, query, key, value, attention_mask, dropout=dropout, scaling=scaling, **kwargs)
     rows, heads, t, d = query.shape
     kv_heads = key.shape[1]
     g = heads // kv_heads
