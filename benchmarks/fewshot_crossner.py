@@ -29,6 +29,9 @@ With --source-steps N > 0, a source stage first trains fewshot_ner (full method)
 sentences, merges its adapters into the base (`fewshot-merge`) and caches that model under
 benchmarks/work/fewshot_crossner/source; two more rows start from it:
   source_zero     the source-trained model with no target update
+  source_in_context
+                  the source-trained model with no target update, prompted with the whole support set as
+                  solved examples (in_context's prompts on source_zero's model)
   source_full     the source-trained model + the full method on the support set (fresh adapters;
                   --source-full-lr / --source-full-negative-rate, default --lr / --negative-rate)
   source_no_contrastive, source_no_fgm
@@ -85,14 +88,15 @@ DEFAULT_TRF = "assets/models/minilm-l6"
 #: Dev sentences the spacy_trf_source row's source training evaluates on.
 TRF_DEV_LIMIT = 1000
 ROWS = ("full", "no_contrastive", "no_fgm", "zero_shot", "in_context", "spacy_ner", "spacy_ner_source", "spacy_trf_source",
-        "source_zero", "source_full",
+        "source_zero", "source_in_context", "source_full",
         "source_no_contrastive", "source_no_fgm", "source_span_no_fgm", "episodic_zero", "episodic_full", "episodic_no_fgm")
 EPISODIC_ROWS = ("episodic_zero", "episodic_full", "episodic_no_fgm")
-SOURCE_ROWS = ("source_zero", "source_full", "source_no_contrastive", "source_no_fgm", "source_span_no_fgm") + EPISODIC_ROWS
+SOURCE_ROWS = ("source_zero", "source_in_context", "source_full", "source_no_contrastive", "source_no_fgm", "source_span_no_fgm") + EPISODIC_ROWS
 #: Rows run only when asked for (--rows).
 LATER_ROWS = EPISODIC_ROWS + ("source_span_no_fgm",)
-#: The in_context row shows every support sentence (an episode has fewer).
+#: The in-context rows show every support sentence (an episode has fewer).
 MAX_DEMONSTRATIONS = 1000
+IN_CONTEXT_ROWS = ("in_context", "source_in_context")
 #: Source rows with a target stage, and the row of fewshot_pipeline each trains as.
 TARGET_STAGE = {"source_full": "full", "source_no_contrastive": "no_contrastive", "source_no_fgm": "no_fgm",
                 "source_span_no_fgm": "span_no_fgm",
@@ -181,6 +185,7 @@ ROW_KEYED = {
     "spacy_ner_source": ("n_way", "query_limit", "ner_steps", "batch_size", "seed", "source", "spacy_source_epochs"),
     "spacy_trf_source": ("n_way", "query_limit", "ner_steps", "batch_size", "seed", "source", "spacy_source_epochs", "trf_model"),
     "source_zero": ("n_way", "query_limit", "max_new_tokens") + SOURCE_KEYED,
+    "source_in_context": ("n_way", "query_limit", "max_new_tokens") + SOURCE_KEYED,
     "episodic_zero": ("n_way", "query_limit", "max_new_tokens") + SOURCE_KEYED + EPISODIC_KEYED,
     **{row: KEYED + SOURCE_ONLY + ("source_full_lr", "source_full_negative_rate") for row in TARGET_STAGE},
     **{row: KEYED + SOURCE_ONLY + EPISODIC_KEYED + ("source_full_lr", "source_full_negative_rate")
@@ -208,7 +213,7 @@ def fewshot_pipeline(args, row: str, labels: List[str], base_model: Optional[str
     nlp.add_pipe("fewshot_ner", config={
         "labels": {label: DESCRIPTIONS.get(label, label) if args.describe else label for label in labels}, "max_new_tokens": args.max_new_tokens,
         "batch_size": 32, "train_batch_size": args.train_chunk, "negative_rate": args.negative_rate if negative_rate is None else negative_rate, "model": model,
-        "demonstrations": MAX_DEMONSTRATIONS if row == "in_context" else 0,
+        "demonstrations": MAX_DEMONSTRATIONS if row in IN_CONTEXT_ROWS else 0,
     })
     return nlp
 
@@ -479,7 +484,7 @@ def run_cell(args, row: str, episode, seed: int, target: str) -> Dict[str, Any]:
         after_source = row in TARGET_STAGE
         nlp = fewshot_pipeline(args, TARGET_STAGE.get(row, row), episode.labels, source and str(source),
                                args.source_full_negative_rate if after_source else None)
-        steps = 0 if row in ("zero_shot", "in_context", "source_zero", "episodic_zero") else args.steps
+        steps = 0 if row in ("zero_shot", "source_zero", "episodic_zero") + IN_CONTEXT_ROWS else args.steps
         lr = args.source_full_lr if after_source and args.source_full_lr is not None else args.lr
     support = [Example(nlp.make_doc(d.text), d) for d in episode.support]
     with PeakRSS() as mem:

@@ -203,7 +203,8 @@ def _crossner(src: Sources) -> Dict[str, Any]:
     # fewshot_losses / ...): taken when their episode settings agree, and a cell both have must agree.
     for peers_rel in (f"{RESULTS}/fewshot_peers.json", f"{RESULTS}/fewshot_losses.json", f"{RESULTS}/fewshot_episodic.json",
                       f"{RESULTS}/fewshot_trf_peer.json", f"{RESULTS}/fewshot_k10_source.json",
-                      f"{RESULTS}/fewshot_contrastive_span.json", f"{RESULTS}/fewshot_in_context.json"):
+                      f"{RESULTS}/fewshot_contrastive_span.json", f"{RESULTS}/fewshot_in_context.json",
+                      f"{RESULTS}/fewshot_source_in_context.json"):
         if not (src.root / peers_rel).exists():
             continue
         peers = src.json(peers_rel)
