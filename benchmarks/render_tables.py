@@ -204,7 +204,7 @@ def _crossner(src: Sources) -> Dict[str, Any]:
     for peers_rel in (f"{RESULTS}/fewshot_peers.json", f"{RESULTS}/fewshot_losses.json", f"{RESULTS}/fewshot_episodic.json",
                       f"{RESULTS}/fewshot_trf_peer.json", f"{RESULTS}/fewshot_k10_source.json",
                       f"{RESULTS}/fewshot_contrastive_span.json", f"{RESULTS}/fewshot_in_context.json",
-                      f"{RESULTS}/fewshot_source_in_context.json"):
+                      f"{RESULTS}/fewshot_source_in_context.json", f"{RESULTS}/fewshot_k10_losses.json"):
         if not (src.root / peers_rel).exists():
             continue
         peers = src.json(peers_rel)
@@ -1124,6 +1124,35 @@ def fewshot_base_models(src: Sources, arg: str, prefix: str) -> str:
         "sentences of the table above; micro-F1 mean ± std over n episodes; support-only rows: the same updates, batch,",
         "learning rate and LoRA rank. s/update and query sentences/s: wall time of the first listed domain, one thread,",
         f"on {few['machine']}. Sources: " + ", ".join(source_link(n, prefix) for n in shown) + ".",
+    )
+
+
+@block("fewshot-source-steps")
+def fewshot_source_steps(src: Sources, arg: str, prefix: str) -> str:
+    """The source path with the table's source stage against a longer one without FGM, same episodes."""
+    few = _crossner(src)
+    rel = f"{RESULTS}/fewshot_source_steps.json"
+    longer = src.json(rel)
+    for key in few["settings"]:
+        if longer["settings"].get(key) != few["settings"][key]:
+            raise SourceError(f"{rel}: {key} {longer['settings'].get(key)} differs from fewshot_crossner.json's {few['settings'][key]}")
+    cells = {(r["target"], r["k"], r["row"]): r for r in longer["rows"]}
+    ours = few["cells"][(few["domains"][0], 5, "source_full")]
+    stages = [(ours["source"], few["cells"]), (next(r["source"] for r in longer["rows"]), cells)]
+    rows = []
+    for stage, where in stages:
+        cfg = stage["settings"]
+        name = (f"{cfg['source_steps']} updates of {cfg['source_batch_size']} ({stage['sentences']} sentences), "
+                f"{'without FGM' if cfg.get('source_without_fgm') else 'full method'}: {stage['train_s'] / 60:.0f} min")
+        for row in ("source_zero", "source_full"):
+            rows.append([name, CROSSNER_ROWS[row]] + [_f(where.get((d, 5, row)), 3) for d in few["domains"]])
+    target = ours["target_stage"]
+    return table(["source stage (conll2003, lr " + str(stages[0][0]["settings"]["source_lr"]) + "), wall time", "row"] + few["domains"],
+                 rows, "ll" + "r" * len(few["domains"])) + note(
+        f"5-way 5-shot, the episodes and the {few['settings']['query_limit']} seeded query sentences of the CrossNER table;",
+        f"episodes after the source stage: {few['settings']['steps']} updates at lr {target['lr']}, negative_rate {target['negative_rate']}, full method.",
+        "Source-stage wall times with other jobs beside them (one torch thread). Sources: the CrossNER table's rows and",
+        f"{source_link('fewshot_source_steps.json', prefix)}.",
     )
 
 
