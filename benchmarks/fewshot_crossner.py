@@ -123,7 +123,7 @@ DESCRIPTIONS = {
 KEYED = ("base_model", "n_way", "query_limit", "steps", "batch_size", "train_chunk", "lr", "lora_r", "max_new_tokens",
          "prompt_format", "ner_steps", "seed", "describe", "negative_rate")
 #: Settings added after cells were cached: left out of the key at these values, so those cells stay valid.
-LATER_DEFAULTS = {"describe": False, "negative_rate": 1.0, "source_negative_rate": 1.0, "source_full_lr": None,
+LATER_DEFAULTS = {"describe": False, "negative_rate": 1.0, "source_negative_rate": 1.0, "source_without_fgm": False, "source_full_lr": None,
                   "source_full_negative_rate": None, "source_n_way": 5, "source_k_shot": 5}
 
 
@@ -169,7 +169,7 @@ def docbin(domain: str, split: str, vocab) -> List:
 
 
 #: The source stage depends on these settings (its cache key).
-SOURCE_ONLY = ("source", "source_steps", "source_batch_size", "source_lr", "source_negative_rate")
+SOURCE_ONLY = ("source", "source_steps", "source_batch_size", "source_lr", "source_negative_rate", "source_without_fgm")
 SOURCE_KEYED = ("base_model", "lora_r", "train_chunk", "prompt_format", "seed", "describe") + SOURCE_ONLY
 #: ... and the episodic source stage on these (and on the target, which it leaves out; source_pool:
 #: the CrossNER domains of the data folder, set by main).
@@ -275,7 +275,7 @@ def source_base(args) -> Path:
     docs = [d for d in docbin(args.source, "train", vocab) if d.ents]
     sample = random.Random(args.seed).sample(docs, min(len(docs), args.source_steps * args.source_batch_size))
     labels = sorted(label_counts(docs))
-    nlp = fewshot_pipeline(args, "full", labels, negative_rate=args.source_negative_rate)
+    nlp = fewshot_pipeline(args, "no_fgm" if args.source_without_fgm else "full", labels, negative_rate=args.source_negative_rate)
     examples = [Example(nlp.make_doc(d.text), d) for d in sample]
     print(f"source stage: {args.source} ({', '.join(labels)}), {len(examples)} sentences, {args.source_steps} updates "
           f"of {args.source_batch_size}, lr {args.source_lr}", flush=True)
@@ -593,8 +593,8 @@ def write_results(args, cells: Path) -> None:
         cfg = source["settings"]
         note += (f"\nSource stage of the source_* rows: {cfg['source']} ({', '.join(source['labels'])}), {source['sentences']} "
                  f"sentences, {cfg['source_steps']} updates of {cfg['source_batch_size']} at lr {cfg['source_lr']}, negative_rate "
-                 f"{cfg.get('source_negative_rate', 1.0)} (full "
-                 f"method), {source['train_s']:.0f} s ({source['s_per_update']:.1f} s/update), last losses "
+                 f"{cfg.get('source_negative_rate', 1.0)} ({'without FGM' if cfg.get('source_without_fgm') else 'full method'}"
+                 f"), {source['train_s']:.0f} s ({source['s_per_update']:.1f} s/update), last losses "
                  f"{source['last_losses']}; adapters merged into the base (`python -m spacy_msnr fewshot-merge`).\n")
     stages: Dict[tuple, tuple] = {}  # (lr, negative_rate) -> (rows, groups), dicts as ordered sets
     for r in rows:
@@ -679,6 +679,8 @@ def main(argv: Optional[List[str]] = None) -> None:
     p.add_argument("--source-batch-size", type=int, default=8, help="source sentences per update")
     p.add_argument("--source-lr", type=float, default=0.001)
     p.add_argument("--source-negative-rate", type=float, default=1.0, help="negative_rate of the source stage")
+    p.add_argument("--source-without-fgm", action="store_true",
+                   help="train the plain source stage without FGM (as the fewshot workflow does) instead of the full method")
     p.add_argument("--source-full-lr", type=float, default=None, help="learning rate of the source_full row's target stage (default --lr)")
     p.add_argument("--source-full-negative-rate", type=float, default=None,
                    help="negative_rate of the source_full row's target stage (default --negative-rate)")
