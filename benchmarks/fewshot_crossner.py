@@ -27,7 +27,7 @@ Rows, all trained and scored on identical support/query sets:
 With --source-steps N > 0, a source stage first trains fewshot_ner (full method) on --source
 (default conll2003: person, location, organisation, misc) for N updates of --source-batch-size
 sentences, merges its adapters into the base (`fewshot-merge`) and caches that model under
-benchmarks/work/fewshot_crossner/source; two more rows start from it:
+benchmarks/work/fewshot_crossner/source (--source-without-fgm: the stage without FGM); these rows start from it:
   source_zero     the source-trained model with no target update
   source_in_context
                   the source-trained model with no target update, prompted with the whole support set as
@@ -264,7 +264,7 @@ def score(nlp, query) -> Dict[str, float]:
 
 
 def source_base(args) -> Path:
-    """The base model after the source stage (cached): fewshot_ner, full method, trained for
+    """The base model after the source stage (cached): fewshot_ner, full method (or without FGM), trained for
     --source-steps updates on a seeded sample of --source's training sentences, adapters merged."""
     from spacy_msnr.fewshot.model import get_shim
 

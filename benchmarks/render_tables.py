@@ -1175,17 +1175,19 @@ def fewshot_source_steps(src: Sources, arg: str, prefix: str) -> str:
     stages = [(ours["source"], few["cells"], plain),
               (longer["source"], longer["cells"], {(m["domain"], m["k"]): m for m in longer["margins"]})]
     rows = []
-    for stage, where, margins in stages:
-        name = f"{source_stage_name(stage)}: {stage['train_s'] / 60:.0f} min"
-        for row in ("source_zero", OUR_FEWSHOT_ROW):
-            rows.append([name, CROSSNER_ROWS[row]] + [_f(where.get((d, 5, row)), 3) for d in few["domains"]])
-        rows.append([name, "margin of the row above over the best fair peer (larger episode std)"]
-                    + [f"{signed(margins[(d, 5)]['margin'])} ({margins[(d, 5)]['spread']:.2f})" if (d, 5) in margins else "–"
-                       for d in few["domains"]])
+    for k in sorted({key[1] for key in longer["cells"]}):
+        for stage, where, margins in stages:
+            name = f"{source_stage_name(stage)}: {stage['train_s'] / 60:.0f} min"
+            for row in ("source_zero", OUR_FEWSHOT_ROW):
+                if any((d, k, row) in where for d in few["domains"]):
+                    rows.append([k, name, CROSSNER_ROWS[row]] + [_f(where.get((d, k, row)), 3) for d in few["domains"]])
+            rows.append([k, name, "margin of the row above over the best fair peer (larger episode std)"]
+                        + [f"{signed(margins[(d, k)]['margin'])} ({margins[(d, k)]['spread']:.2f})" if (d, k) in margins else "–"
+                           for d in few["domains"]])
     target = ours["target_stage"]
-    return table(["source stage (conll2003, lr " + str(ours["source"]["settings"]["source_lr"]) + "), wall time", "row"] + few["domains"],
-                 rows, "ll" + "r" * len(few["domains"])) + note(
-        f"5-way 5-shot, the episodes and the {few['settings']['query_limit']} seeded query sentences of the CrossNER table;",
+    return table(["K", "source stage (conll2003, lr " + str(ours["source"]["settings"]["source_lr"]) + "), wall time", "row"]
+                 + few["domains"], rows, "rll" + "r" * len(few["domains"])) + note(
+        f"5-way K-shot, the episodes and the {few['settings']['query_limit']} seeded query sentences of the CrossNER table;",
         f"episodes after the source stage: {few['settings']['steps']} updates at lr {target['lr']}, negative_rate {target['negative_rate']}, full method.",
         "Best fair peer per domain as in the margin table below. Source-stage wall times with other jobs beside them (one torch",
         f"thread). Sources: the CrossNER table's rows and {source_link('fewshot_source_steps.json', prefix)}.",
