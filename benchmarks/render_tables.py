@@ -844,7 +844,8 @@ def mslm_verdict(src: Sources, arg: str, prefix: str) -> str:
 
 @block("fewshot-verdict")
 def fewshot_verdict(src: Sources, arg: str, prefix: str) -> str:
-    margins = fewshot_margins(_crossner(src))
+    few = _crossner(src)
+    margins = fewshot_margins(few)
     k = min(m["k"] for m in margins)
     shown = [m for m in margins if m["k"] == k]
     wins = [m for m in shown if m["margin"] > m["spread"]]
@@ -853,7 +854,7 @@ def fewshot_verdict(src: Sources, arg: str, prefix: str) -> str:
             else "**Few-shot does not yet beat its best fair peer**")
     per = "; ".join(f"{m['domain']} {signed(m['margin'])} ({margin_reading(m['margin'], m['spread'])}; the best peer: {FAIR_PEERS[m['peer']]})"
                     for m in shown)
-    longer = _longer_source(src, _crossner(src))
+    longer = _longer_source(src, few)
     after = ""
     if longer is not None:
         more = "; ".join(f"{m['domain']} {signed(m['margin'])} ({margin_reading(m['margin'], m['spread'])})"

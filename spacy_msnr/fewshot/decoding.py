@@ -17,6 +17,7 @@ tokens the automaton allows, and stops each sequence at the terminator. For the 
 row (in-context examples make that prefix thousands of tokens long).
 """
 import math
+from contextlib import nullcontext
 from dataclasses import dataclass
 from typing import Dict, FrozenSet, List, Optional, Sequence, Set, Tuple
 
@@ -324,10 +325,8 @@ def _decode_batch(backbone, head, row_jobs, caches, prompts, constraints, max_ne
     """Greedy constrained decoding of one batch of prompts, each after its job's prefix cache:
     with `shared`, the prefixes are attended once per job (`prefix_attention`); otherwise each
     row holds a left-padded copy of its job's prefix cache."""
-    if not shared:
-        return _decode_rows(backbone, head, row_jobs, caches, prompts, constraints, max_new_tokens, pad_id, device, False)
-    with prefix_attention.enabled(backbone):
-        return _decode_rows(backbone, head, row_jobs, caches, prompts, constraints, max_new_tokens, pad_id, device, True)
+    with prefix_attention.enabled(backbone) if shared else nullcontext():
+        _decode_rows(backbone, head, row_jobs, caches, prompts, constraints, max_new_tokens, pad_id, device, shared)
 
 
 def _decode_rows(backbone, head, row_jobs, caches, prompts, constraints, max_new_tokens, pad_id, device, shared):

@@ -11,6 +11,7 @@ queries folded into one matrix product), the rows' own keys per row, under one s
 """
 from contextlib import contextmanager
 from dataclasses import dataclass
+from itertools import groupby
 from typing import Iterator, List, Optional, Sequence, Tuple
 
 import torch
@@ -31,19 +32,25 @@ class SharedPrefix:
     layers: List[List[Tuple[torch.Tensor, torch.Tensor]]]
     row_jobs: List[int]
 
-    def groups(self) -> List[Tuple[int, int, int]]:
-        """(first row, end row, job) of each run of rows with the same job."""
+    def __post_init__(self) -> None:
+        self._groups = self._runs()
+
+    def _runs(self) -> List[Tuple[int, int, int]]:
         out: List[Tuple[int, int, int]] = []
-        for r, job in enumerate(self.row_jobs):
-            if out and out[-1][2] == job and out[-1][1] == r:
-                out[-1] = (out[-1][0], r + 1, job)
-            else:
-                out.append((r, r + 1, job))
+        for job, run in groupby(self.row_jobs):
+            start = out[-1][1] if out else 0
+            out.append((start, start + len(list(run)), job))
         return out
+
+    def groups(self) -> List[Tuple[int, int, int]]:
+        """(first row, end row, job) of each run of rows with the same job (computed once per
+        batch shape, not per layer)."""
+        return self._groups
 
     def select(self, rows: Sequence[int]) -> None:
         """Keep these rows of the batch (in this order)."""
         self.row_jobs = [self.row_jobs[r] for r in rows]
+        self._groups = self._runs()
 
     def length(self, job: int) -> int:
         return int(self.layers[0][job][0].shape[1])
