@@ -53,6 +53,10 @@ Each (target, K, episode, row) result is cached as JSON under benchmarks/work/fe
 (keyed by the settings), so an interrupted run resumes where it stopped; after every cell the
 table (micro-F1 mean ± std and min-max over episodes, seconds per update, query sentences/s, peak
 RSS) is rewritten to benchmarks/results/fewshot_crossner.{md,json,png}.
+With --merge-into NAME the run's rows (--targets x --shots x --rows) are also put into
+benchmarks/results/NAME.{md,json,png} at the end, replacing that file's rows for the same (target, K,
+row) and keeping the others (its settings must agree with the run's): how a later run, say a peer at
+another K, joins a results file measured earlier.
 
     OMP_NUM_THREADS=1 python benchmarks/fewshot_crossner.py --targets politics science ai --shots 5 10
 """
@@ -535,6 +539,27 @@ def run(args) -> None:
                           f"sents/s, {result['cpu_sents_per_s']:.2f} per CPU s), peak RSS "
                           f"{result['peak_mib']:.0f} MiB, losses {result['last_losses']}", flush=True)
                     write_results(args, cells)
+    if args.merge_into:
+        merge_rows(args, cells)
+
+
+def merge_rows(args, cells: Path) -> None:
+    """Put this run's rows (--targets x --shots x --rows) into benchmarks/results/{--merge-into}, replacing
+    the rows it already has for the same (target, K, row) and keeping the others; the two runs' common
+    settings must agree, so that every row of a file is measured on the same episodes and queries."""
+    settings = json.loads((cells / "settings.json").read_text())
+    path = RESULTS / f"{args.merge_into}.json"
+    old = json.loads(path.read_text()) if path.exists() else {"settings": settings, "rows": []}
+    differ = {k: (old["settings"][k], settings[k]) for k in old["settings"].keys() & settings.keys()
+              if old["settings"][k] != settings[k]}
+    if differ:
+        raise SystemExit(f"{path}: its settings differ from this run's, so its rows would not be comparable: {differ}")
+    merged = {(r["target"], r["k"], r["row"]): r for r in old["rows"]}
+    merged.update({(r["target"], r["k"], r["row"]): r for r in aggregate(cells)
+                   if r["target"] in args.targets and r["k"] in args.shots and r["row"] in args.rows})
+    write_rows([merged[key] for key in sorted(merged, key=lambda key: (key[0], key[1], ROWS.index(key[2])))],
+               old["settings"], args.merge_into)
+    print(f"merged into {path}", flush=True)
 
 
 def aggregate(cells: Path) -> List[Dict[str, Any]]:
@@ -565,8 +590,11 @@ def aggregate(cells: Path) -> List[Dict[str, Any]]:
 
 
 def write_results(args, cells: Path) -> None:
-    rows = aggregate(cells)
-    settings = json.loads((cells / "settings.json").read_text())
+    write_rows(aggregate(cells), json.loads((cells / "settings.json").read_text()), args.results_name)
+
+
+def write_rows(rows: List[Dict[str, Any]], settings: Dict[str, Any], name: str) -> None:
+    """benchmarks/results/{name}.{md,json,png}: the table of `rows`, with the provenance of their stages."""
     table = ["| target | K | row | episodes | micro-F1 mean ± std | min–max | s/update (CPU s) | "
              "query sents/s (per CPU s) | train+score s | peak RSS MiB |", "|---|---|---|---|---|---|---|---|---|---|"]
     table += [f"| {r['target']} | {r['k']} | {r['row']} | {r['episodes']} | {r['f_mean']:.2f} ± {r['f_std']:.2f} | "
@@ -609,14 +637,16 @@ def write_results(args, cells: Path) -> None:
         note += (f"\nSource training of the spacy_ner_source row: spaCy's CNN `ner` on all {source['sentences']} training "
                  f"sentences of {source['source']} ({', '.join(source['labels'])}), {source['epochs']} epochs of batches of 32, "
                  f"{source['train_s']:.0f} s; then the episode's types added and --ner-steps updates on the support set.\n")
-    trf_sources = {json.dumps(r["trf_source"], sort_keys=True): r["trf_source"] for r in rows if "trf_source" in r}
-    for source in trf_sources.values():
-        note += (f"\nSource training of the spacy_trf_source row: configs/ner_trf.cfg (`transformer` on {source['base']} + `ner`) "
+    trf_sources: Dict[str, tuple] = {}  # one training -> (its record, the (target K) groups it served, as an ordered set)
+    for r in rows:
+        if "trf_source" in r:
+            trf_sources.setdefault(json.dumps(r["trf_source"], sort_keys=True), (r["trf_source"], {}))[1][f"{r['target']} K={r['k']}"] = None
+    for source, groups in trf_sources.values():
+        note += (f"\nSource training of the spacy_trf_source row ({', '.join(groups)}): configs/ner_trf.cfg (`transformer` on {source['base']} + `ner`) "
                  f"with `spacy train` on all {source['sentences']} training sentences of {source['source']} "
                  f"({', '.join(source['labels'])}), {source['epochs']} epochs = {source['steps']} steps, {source['train_s']:.0f} s, "
                  f"dev F1 {100 * source['dev_f']:.2f} on {source['dev_sentences']} dev sentences (model-best); then the episode's "
                  "types added and --ner-steps updates on the support set (the config's optimizer and dropout).\n")
-    name = args.results_name
     atomic_write_bytes(RESULTS / f"{name}.md", ("\n".join(table) + "\n\n" + note).encode())
     atomic_write_bytes(RESULTS / f"{name}.json", json.dumps({"settings": settings, "rows": rows}, indent=2).encode())
     plot(rows, RESULTS / f"{name}.png")
@@ -691,6 +721,9 @@ def main(argv: Optional[List[str]] = None) -> None:
     p.add_argument("--trf-model", default=DEFAULT_TRF,
                    help="Hugging Face encoder directory of the spacy_trf_source row (relative to the repository root)")
     p.add_argument("--results-name", default="fewshot_crossner", help="file name (no suffix) of the table, JSON and plot in benchmarks/results")
+    p.add_argument("--merge-into", default=None, metavar="NAME",
+                   help="at the end, also put this run's rows into benchmarks/results/NAME.{md,json,png}, keeping that "
+                        "file's other rows (its settings must agree with this run's)")
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args(argv)
     if args.rows is None:
