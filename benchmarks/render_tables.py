@@ -1018,10 +1018,17 @@ def fewshot_crossner(src: Sources, arg: str, prefix: str) -> str:
             if any((d, k, row) in few["cells"] for d in few["domains"]):
                 rows.append([label, k] + [_f(few["cells"].get((d, k, row)), episodes) for d in few["domains"]])
     missing = [f"{label} (`{row}`)" for row, label in CROSSNER_ROWS.items() if row not in found and row not in LATER_CROSSNER_ROWS]
-    trf = next((c["trf_source"] for c in few["cells"].values() if "trf_source" in c), None)
+    trainings: Dict[str, tuple] = {}  # one source training of the MiniLM peer -> (its record, the K it served)
+    for (_, k, _), c in sorted(few["cells"].items(), key=lambda item: item[0][1]):
+        if "trf_source" in c:
+            trainings.setdefault(json.dumps(c["trf_source"], sort_keys=True), (c["trf_source"], {}))[1][k] = None
+    trf = next(iter(trainings.values()), (None,))[0]
+    runs = "; ".join((f"K = {', '.join(map(str, ks))}: " if len(trainings) > 1 else "")
+                     + f"{t['train_s'] / 60:.0f} min, dev F1 {100 * t['dev_f']:.2f}" for t, ks in trainings.values())
     trf_note = (f"MiniLM peer (`spacy_trf_source`): `configs/ner_trf.cfg` trained with `spacy train` on all {trf['sentences']:,} "
-                f"{trf['source']} training sentences, {trf['epochs']} epochs = {trf['steps']} steps ({trf['train_s'] / 60:.0f} min, "
-                f"dev F1 {100 * trf['dev_f']:.2f}), then the support set with the config's optimizer." if trf else "")
+                f"{trf['source']} training sentences, {trf['epochs']} epochs = {trf['steps']} steps ({runs}"
+                f"{', one training each' if len(trainings) > 1 else ''}), then the support set with the config's optimizer."
+                if trf else "")
     episodic = {d: c["source"] for (d, _, row), c in few["cells"].items() if row.startswith("episodic_") and c.get("source", {}).get("mode") == "episodic"}
     episodic_note = " ".join(
         f"Episodic source stage ({d}, leave-one-domain-out): {e['episodes']} episodes of {e['settings']['source_n_way']}-way "
