@@ -250,11 +250,12 @@ EPISODIC_SOURCE_ONLY = ("source_n_way", "source_k_shot", "source_pool")
 
 def _source_settings(row: Dict[str, Any]) -> Dict[str, Any]:
     """A row's source-stage settings, as far as both source stages share them; older results name
-    the source stage's negative_rate `negative_rate`."""
+    the source stage's negative_rate `negative_rate` and predate `source_without_fgm` (off then)."""
     settings = {k: v for k, v in row["source"]["settings"].items() if k not in EPISODIC_SOURCE_ONLY}
     if "negative_rate" in settings:
         settings.setdefault("source_negative_rate", settings.pop("negative_rate"))
     settings.setdefault("source_negative_rate", 1.0)
+    settings.setdefault("source_without_fgm", False)
     return settings
 
 

@@ -141,6 +141,18 @@ def test_a_later_run_over_more_episodes_replaces_a_cell_only_when_its_first_epis
     assert not render._more_episodes({"f_mean": 10.79, "episodes": 1}, {"f_mean": 9.0, "episodes": 3, "f_episodes": [10.79, 7.1, 9.11]})
 
 
+def test_source_stages_compare_across_results_written_before_and_after_a_setting_existed():
+    render = load_render()
+    older = {"source": {"settings": {"source_steps": 60, "negative_rate": 1.0}}}  # before source_negative_rate and _without_fgm
+    episodic = {"source": {"settings": {"source_steps": 60, "source_negative_rate": 1.0, "source_without_fgm": False,
+                                        "source_n_way": 5, "source_k_shot": 5, "source_pool": ["ai", "politics"]}}}
+    assert render._source_settings(older) == render._source_settings(episodic)
+    assert render._source_settings(older) != render._source_settings(
+        {"source": {"settings": {"source_steps": 60, "source_negative_rate": 1.0, "source_without_fgm": True}}})
+    assert render._source_settings(older) != render._source_settings(
+        {"source": {"settings": {"source_steps": 60, "source_negative_rate": 0.5}}})
+
+
 def test_mslm_verdict_pairs_by_seed_and_bolds_gains_on_every_seed(tmp_path, monkeypatch):
     render = load_render()
     results = tmp_path / render.RESULTS
