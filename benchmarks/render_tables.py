@@ -1203,6 +1203,54 @@ def fewshot_source_steps(src: Sources, arg: str, prefix: str) -> str:
     )
 
 
+EPISODIC_NEGATIVES = f"{RESULTS}/fewshot_episodic_negatives.json"
+
+
+@block("fewshot-episodic-stage")
+def fewshot_episodic_stage(src: Sources, arg: str, prefix: str) -> str:
+    """The plain conll2003 source stage against the episodic multi-source one (at each of its
+    negative_rates measured), each alone and followed by the episodes without FGM, same episodes."""
+    few = _crossner(src)
+    cells = dict(few["cells"])
+    if (src.root / EPISODIC_NEGATIVES).exists():  # the episodic stage at another negative_rate (rows of the same name)
+        other = src.json(EPISODIC_NEGATIVES)
+        for key in few["settings"]:
+            if other["settings"].get(key) != few["settings"][key]:
+                raise SourceError(f"{EPISODIC_NEGATIVES}: {key} {other['settings'].get(key)} differs from fewshot_crossner.json's {few['settings'][key]}")
+        cells.update({(r["target"], r["k"], r["row"], r["source"]["settings"]["source_negative_rate"]): r for r in other["rows"]})
+    stages: Dict[tuple, Dict[tuple, Dict[str, Any]]] = {}  # (kind, negative_rate) -> {(domain, K, row kind): cell}
+    for key, c in cells.items():
+        row = key[2]
+        if row in ("source_zero", "source_no_fgm") or row in ("episodic_zero", "episodic_no_fgm"):
+            kind, rate = row.split("_", 1)[0], _source_settings(c)["source_negative_rate"]
+            if kind == "source" and (rate, c["source"]["settings"].get("source_without_fgm", False)) != (1.0, False):
+                continue
+            stages.setdefault((kind, rate), {})[(key[0], key[1], row.split("_", 1)[1])] = c
+    episodic_ks = sorted({k for (kind, _), where in stages.items() if kind == "episodic" for _, k, _ in where})
+    if not episodic_ks:
+        raise SourceError(f"{RESULTS}/fewshot_episodic.json: no episodic rows")
+    names = {"zero": "source stage only, no episode update", "no_fgm": "source stage + episodes without FGM"}
+    rows = []
+    for k in episodic_ks:
+        for kind, rate in sorted(stages, key=lambda s: (s[0] != "source", -s[1])):
+            stage = ("plain: conll2003, " if kind == "source" else "episodic: leave-one-domain-out, ") + f"negative_rate {rate:g}"
+            for row, label in names.items():
+                where = stages[(kind, rate)]
+                if any((d, k, row) in where for d in few["domains"]):
+                    rows.append([k, stage, label] + [_f(where.get((d, k, row)), 3) for d in few["domains"]])
+    plain = next(iter(stages[("source", 1.0)].values()))["source"]
+    return table(["K", "source stage", "row"] + few["domains"], rows, "rll" + "r" * len(few["domains"])) + note(
+        f"5-way K-shot, the episodes and the {few['settings']['query_limit']} seeded query sentences of the CrossNER table.",
+        f"Plain stage: the table's ({plain['settings']['source_steps']} updates of {plain['settings']['source_batch_size']} conll2003",
+        "sentences, full method). Episodic stage: 5-way 5-shot episodes from conll2003 and the CrossNER domains other than",
+        "the target, one stage per target, until as many (sentence, type) instructions as the plain stage (counted",
+        "before `negative_rate` drops some: below 1 the stage trains on fewer), full method, same learning rate. Episodes",
+        f"after either stage: {few['settings']['steps']} updates without FGM, fresh adapters. Sources: the CrossNER table's rows",
+        f"and {source_link('fewshot_episodic.json', prefix)}"
+        + (f", {source_link('fewshot_episodic_negatives.json', prefix)}." if (src.root / EPISODIC_NEGATIVES).exists() else "."),
+    )
+
+
 @block("fewshot-decode-prefix")
 def fewshot_decode_prefix(src: Sources, arg: str, prefix: str) -> str:
     """In-context decoding with the shared-prefix attention against a prefix copy per row."""
