@@ -615,7 +615,8 @@ def write_rows(rows: List[Dict[str, Any]], settings: Dict[str, Any], name: str) 
         note += (f"\nEpisodic source stage of the episodic_* rows for {target}: {cfg['source_n_way']}-way {cfg['source_k_shot']}-shot "
                  f"episodes from {', '.join(f'{d} ({n})' for d, n in source['domains'].items())}, {len(source['labels'])} types, "
                  f"{source['sentences']} sentences, {source['instructions']} instructions in {source['updates']} updates of at most "
-                 f"{cfg['source_batch_size']} at lr {cfg['source_lr']} (full method), {source['train_s']:.0f} s "
+                 f"{cfg['source_batch_size']} at lr {cfg['source_lr']}, negative_rate {cfg.get('source_negative_rate', 1.0)} (full method), "
+                 f"{source['train_s']:.0f} s "
                  f"({source['s_per_update']:.1f} s/update), last losses {source['last_losses']}.\n")
     for source in sources.values():
         cfg = source["settings"]
