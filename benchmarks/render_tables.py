@@ -1217,15 +1217,18 @@ def fewshot_episodic_stage(src: Sources, arg: str, prefix: str) -> str:
         for key in few["settings"]:
             if other["settings"].get(key) != few["settings"][key]:
                 raise SourceError(f"{EPISODIC_NEGATIVES}: {key} {other['settings'].get(key)} differs from fewshot_crossner.json's {few['settings'][key]}")
+        target = few["cells"][(few["domains"][0], 5, OUR_FEWSHOT_ROW)]["target_stage"]
+        if any(r.get("target_stage") not in (None, target) for r in other["rows"]):
+            raise SourceError(f"{EPISODIC_NEGATIVES}: another target stage than fewshot_crossner.json's")
         cells.update({(r["target"], r["k"], r["row"], r["source"]["settings"]["source_negative_rate"]): r for r in other["rows"]})
     stages: Dict[tuple, Dict[tuple, Dict[str, Any]]] = {}  # (kind, negative_rate) -> {(domain, K, row kind): cell}
     for key, c in cells.items():
-        row = key[2]
-        if row in ("source_zero", "source_no_fgm") or row in ("episodic_zero", "episodic_no_fgm"):
-            kind, rate = row.split("_", 1)[0], _source_settings(c)["source_negative_rate"]
-            if kind == "source" and (rate, c["source"]["settings"].get("source_without_fgm", False)) != (1.0, False):
-                continue
-            stages.setdefault((kind, rate), {})[(key[0], key[1], row.split("_", 1)[1])] = c
+        if key[2] in ("source_zero", "source_no_fgm", "episodic_zero", "episodic_no_fgm"):
+            kind, row = key[2].split("_", 1)
+            stage = _source_settings(c)
+            if kind == "source" and (stage["source_negative_rate"], stage["source_without_fgm"]) != (1.0, False):
+                continue  # the plain stage compared is the table's
+            stages.setdefault((kind, stage["source_negative_rate"]), {})[(key[0], key[1], row)] = c
     episodic_ks = sorted({k for (kind, _), where in stages.items() if kind == "episodic" for _, k, _ in where})
     if not episodic_ks:
         raise SourceError(f"{RESULTS}/fewshot_episodic.json: no episodic rows")
@@ -1239,10 +1242,12 @@ def fewshot_episodic_stage(src: Sources, arg: str, prefix: str) -> str:
                 if any((d, k, row) in where for d in few["domains"]):
                     rows.append([k, stage, label] + [_f(where.get((d, k, row)), 3) for d in few["domains"]])
     plain = next(iter(stages[("source", 1.0)].values()))["source"]
+    episodic = next(c["source"]["settings"] for (kind, _), where in stages.items() if kind == "episodic" for c in where.values())
     return table(["K", "source stage", "row"] + few["domains"], rows, "rll" + "r" * len(few["domains"])) + note(
         f"5-way K-shot, the episodes and the {few['settings']['query_limit']} seeded query sentences of the CrossNER table.",
         f"Plain stage: the table's ({plain['settings']['source_steps']} updates of {plain['settings']['source_batch_size']} conll2003",
-        "sentences, full method). Episodic stage: 5-way 5-shot episodes from conll2003 and the CrossNER domains other than",
+        f"sentences, full method). Episodic stage: {episodic['source_n_way']}-way {episodic['source_k_shot']}-shot episodes from",
+        f"{plain['settings']['source']} and the CrossNER domains other than",
         "the target, one stage per target, until as many (sentence, type) instructions as the plain stage (counted",
         "before `negative_rate` drops some: below 1 the stage trains on fewer), full method, same learning rate. Episodes",
         f"after either stage: {few['settings']['steps']} updates without FGM, fresh adapters. Sources: the CrossNER table's rows",
