@@ -1206,6 +1206,21 @@ def fewshot_source_steps(src: Sources, arg: str, prefix: str) -> str:
 EPISODIC_NEGATIVES = f"{RESULTS}/fewshot_episodic_negatives.json"
 
 
+def source_stage_cells(cells: Dict[tuple, Dict[str, Any]]) -> Dict[tuple, Dict[tuple, Dict[str, Any]]]:
+    """The cells of the rows without FGM in the episodes ("zero", "no_fgm"), grouped by source stage:
+    {("source" | "episodic", its negative_rate): {(domain, K, "zero" | "no_fgm"): cell}}; of the plain
+    stages only the table's kind (negative_rate 1.0, with FGM). Keys: (domain, K, row, ...)."""
+    stages: Dict[tuple, Dict[tuple, Dict[str, Any]]] = {}
+    for key, c in cells.items():
+        if key[2] in ("source_zero", "source_no_fgm", "episodic_zero", "episodic_no_fgm"):
+            kind, row = key[2].split("_", 1)
+            stage = _source_settings(c)
+            if kind == "source" and (stage["source_negative_rate"], stage["source_without_fgm"]) != (1.0, False):
+                continue
+            stages.setdefault((kind, stage["source_negative_rate"]), {})[(key[0], key[1], row)] = c
+    return stages
+
+
 @block("fewshot-episodic-stage")
 def fewshot_episodic_stage(src: Sources, arg: str, prefix: str) -> str:
     """The plain conll2003 source stage against the episodic multi-source one (at each of its
@@ -1221,14 +1236,7 @@ def fewshot_episodic_stage(src: Sources, arg: str, prefix: str) -> str:
         if any(r.get("target_stage") not in (None, target) for r in other["rows"]):
             raise SourceError(f"{EPISODIC_NEGATIVES}: another target stage than fewshot_crossner.json's")
         cells.update({(r["target"], r["k"], r["row"], r["source"]["settings"]["source_negative_rate"]): r for r in other["rows"]})
-    stages: Dict[tuple, Dict[tuple, Dict[str, Any]]] = {}  # (kind, negative_rate) -> {(domain, K, row kind): cell}
-    for key, c in cells.items():
-        if key[2] in ("source_zero", "source_no_fgm", "episodic_zero", "episodic_no_fgm"):
-            kind, row = key[2].split("_", 1)
-            stage = _source_settings(c)
-            if kind == "source" and (stage["source_negative_rate"], stage["source_without_fgm"]) != (1.0, False):
-                continue  # the plain stage compared is the table's
-            stages.setdefault((kind, stage["source_negative_rate"]), {})[(key[0], key[1], row)] = c
+    stages = source_stage_cells(cells)
     episodic_ks = sorted({k for (kind, _), where in stages.items() if kind == "episodic" for _, k, _ in where})
     if not episodic_ks:
         raise SourceError(f"{RESULTS}/fewshot_episodic.json: no episodic rows")

@@ -132,6 +132,22 @@ def test_fewshot_margins_take_the_best_peer_measured_on_as_many_episodes():
     assert render.margin_reading(2.0, 4.0) == "ahead, within the spread"
 
 
+def test_source_stage_cells_group_by_stage_kind_and_negative_rate():
+    render = load_render()
+    plain = {"source": {"settings": {"source_steps": 60, "negative_rate": 1.0}}}
+    longer = {"source": {"settings": {"source_steps": 120, "source_without_fgm": True}}}
+    episodic = {"source": {"settings": {"source_steps": 60, "source_negative_rate": 1.0, "source_n_way": 5}}}
+    halved = {"source": {"settings": {"source_steps": 60, "source_negative_rate": 0.5, "source_n_way": 5}}}
+    stages = render.source_stage_cells({
+        ("politics", 5, "source_zero"): plain, ("science", 5, "source_zero"): longer,  # not the table's plain stage
+        ("politics", 5, "source_full"): plain,  # episodes with FGM: not compared
+        ("politics", 5, "episodic_no_fgm"): episodic, ("politics", 5, "episodic_no_fgm", 0.5): halved,
+        ("ai", 10, "episodic_zero", 0.5): halved})
+    assert stages == {("source", 1.0): {("politics", 5, "zero"): plain},
+                      ("episodic", 1.0): {("politics", 5, "no_fgm"): episodic},
+                      ("episodic", 0.5): {("politics", 5, "no_fgm"): halved, ("ai", 10, "zero"): halved}}
+
+
 def test_a_later_run_over_more_episodes_replaces_a_cell_only_when_its_first_episodes_agree():
     render = load_render()
     one = {"f_mean": 10.79, "episodes": 1, "f_episodes": [10.79]}
