@@ -1144,6 +1144,19 @@ def fewshot_base_models(src: Sources, arg: str, prefix: str) -> str:
     )
 
 
+def _later_run(src: Sources, rel: str, few: Dict[str, Any]) -> Dict[str, Any]:
+    """A results file of fewshot_crossner.py kept beside the CrossNER table (rows of the same names
+    from another source stage): checked to share the table's episode settings and target stage."""
+    later = src.json(rel)
+    for key in few["settings"]:
+        if later["settings"].get(key) != few["settings"][key]:
+            raise SourceError(f"{rel}: {key} {later['settings'].get(key)} differs from fewshot_crossner.json's {few['settings'][key]}")
+    ours = few["cells"][(few["domains"][0], 5, OUR_FEWSHOT_ROW)]
+    if any(r.get("target_stage") not in (None, ours["target_stage"]) for r in later["rows"]):
+        raise SourceError(f"{rel}: another target stage than fewshot_crossner.json's")
+    return later
+
+
 LONGER_SOURCE = f"{RESULTS}/fewshot_source_steps.json"
 
 
@@ -1152,14 +1165,8 @@ def _longer_source(src: Sources, few: Dict[str, Any]) -> Optional[Dict[str, Any]
     cells, its source stage, and the CrossNER table's cells with its source_full in place of theirs."""
     if not (src.root / LONGER_SOURCE).exists():
         return None
-    longer = src.json(LONGER_SOURCE)
-    for key in few["settings"]:
-        if longer["settings"].get(key) != few["settings"][key]:
-            raise SourceError(f"{LONGER_SOURCE}: {key} {longer['settings'].get(key)} differs from fewshot_crossner.json's {few['settings'][key]}")
+    longer = _later_run(src, LONGER_SOURCE, few)
     cells = {(r["target"], r["k"], r["row"]): r for r in longer["rows"]}
-    ours = few["cells"][(few["domains"][0], 5, OUR_FEWSHOT_ROW)]
-    if any(r.get("target_stage") not in (None, ours["target_stage"]) for r in longer["rows"]):
-        raise SourceError(f"{LONGER_SOURCE}: another target stage than fewshot_crossner.json's")
     swapped = {**few["cells"], **{key: r for key, r in cells.items() if key[2] == OUR_FEWSHOT_ROW}}
     return {"cells": cells, "source": next(r["source"] for r in longer["rows"]),
             "margins": fewshot_margins({"cells": swapped, "domains": few["domains"]})}
@@ -1228,13 +1235,7 @@ def fewshot_episodic_stage(src: Sources, arg: str, prefix: str) -> str:
     few = _crossner(src)
     cells = dict(few["cells"])
     if (src.root / EPISODIC_NEGATIVES).exists():  # the episodic stage at another negative_rate (rows of the same name)
-        other = src.json(EPISODIC_NEGATIVES)
-        for key in few["settings"]:
-            if other["settings"].get(key) != few["settings"][key]:
-                raise SourceError(f"{EPISODIC_NEGATIVES}: {key} {other['settings'].get(key)} differs from fewshot_crossner.json's {few['settings'][key]}")
-        target = few["cells"][(few["domains"][0], 5, OUR_FEWSHOT_ROW)]["target_stage"]
-        if any(r.get("target_stage") not in (None, target) for r in other["rows"]):
-            raise SourceError(f"{EPISODIC_NEGATIVES}: another target stage than fewshot_crossner.json's")
+        other = _later_run(src, EPISODIC_NEGATIVES, few)
         cells.update({(r["target"], r["k"], r["row"], r["source"]["settings"]["source_negative_rate"]): r for r in other["rows"]})
     stages = source_stage_cells(cells)
     episodic_ks = sorted({k for (kind, _), where in stages.items() if kind == "episodic" for _, k, _ in where})
