@@ -86,3 +86,15 @@ def one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def precision_auto_is_fp32():
+    """`precision = "auto"` resolves to fp32 in the tests, as on a CPU without native bf16, so that
+    results do not depend on the machine (session-wide: module-scoped pipelines too); the bf16
+    tests ask for "bf16" explicitly or patch this back."""
+    import spacy_msnr.precision
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(spacy_msnr.precision, "cpu_has_native_bf16", lambda: False)
+        yield

@@ -33,6 +33,7 @@ import torch
 from spacy.util import registry
 from thinc.api import Model, PyTorchShim, get_torch_default_device
 
+from ..precision import check_precision, weights_dtype
 from .adversarial import fgm_perturbation, mean_embedding_norm, relative_fgm_perturbation
 from .contrastive import info_nce_loss, pool_spans
 from .prompts import Instruction
@@ -97,9 +98,11 @@ def build_lora_instruction_ner_v2(
     tiny model no longer learned to copy spans (0.15 train F1 after 300 updates against 0.71 at
     0.01 and 0.93 without FGM). answer_loss: "lm" (cross-entropy over the whole vocabulary, as in the
     paper) or "constrained" (cross-entropy over the tokens the span-constrained decoder allows at
-    each answer position: the decoder's own choice distribution). dtype: "auto" (bf16 on GPU,
-    float32 on CPU), "float32", "bfloat16" or "float16" (prediction only: training a float16 base
-    without loss scaling is refused). store_base: keep a copy of the base weights inside the saved
+    each answer position: the decoder's own choice distribution). dtype: the frozen base's weights:
+    "auto" (bf16 on a GPU or CPU with native bf16, float32 elsewhere: the package's precision
+    setting, `spacy_msnr.precision`, decided where the pipeline runs), "float32" (or "fp32"),
+    "bfloat16" (or "bf16") or "float16" (prediction only: training a float16 base without loss
+    scaling is refused); the LoRA weights stay float32. store_base: keep a copy of the base weights inside the saved
     pipeline (null = only when base_model is a local directory). seed: LoRA initialisation.
     """
     return _build(_settings("lora", lora, LORA_DEFAULTS), contrastive,
@@ -143,8 +146,8 @@ def _build(lora_cfg: Dict[str, Any], contrastive: Optional[Dict[str, Any]], adv_
         raise ValueError(f"lora.r must be >= 1, got {lora_cfg['r']}.")
     if answer_loss not in ("lm", "constrained"):
         raise ValueError(f"answer_loss must be 'lm' or 'constrained', got {answer_loss!r}.")
-    if dtype not in ("auto", "float32", "bfloat16", "float16"):
-        raise ValueError(f"dtype must be auto, float32, bfloat16 or float16, got {dtype!r}.")
+    if dtype != "float16":
+        check_precision(dtype)
     return Model(
         "lora_instruction_ner",
         forward,
@@ -334,7 +337,8 @@ class LoRACausalLMShim(PyTorchShim):
 
         from ..util import atomic_dir
 
-        merged = copy.deepcopy(self.model).merge_and_unload()
+        # merged in float32 and saved so, whatever dtype the live base computes in
+        merged = copy.deepcopy(self.model).float().merge_and_unload()
         with atomic_dir(path) as tmp:
             merged.save_pretrained(str(tmp), safe_serialization=True)
             self.tokenizer.save_pretrained(str(tmp))
@@ -410,9 +414,8 @@ def target_modules_for(config) -> List[str]:
 
 
 def resolve_dtype(dtype: str, device: torch.device) -> torch.dtype:
-    if dtype == "auto":
-        return torch.bfloat16 if device.type == "cuda" else torch.float32
-    return {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[dtype]
+    """The base weights' dtype on `device` for the `dtype` setting (see LoRAInstructionNER.v2)."""
+    return torch.float16 if dtype == "float16" else weights_dtype(dtype, device)
 
 
 def split_causal_lm(peft_model) -> Tuple[torch.nn.Module, torch.nn.Module]:

@@ -3,7 +3,7 @@
     masking layer (List[EncodedSeq] -> MaskedBatch)  >>  masked-LM layer (-> MLMOutput)
 
 The masked-LM layer wraps a Hugging Face `AutoModelForMaskedLM` in a `PyTorchShim` subclass that
-adds bf16/fp16 autocast on GPU and safetensors serialisation. It runs the encoder on the whole
+adds autocast (the package's precision setting, `spacy_msnr.precision`) and safetensors serialisation. It runs the encoder on the whole
 (masked) batch but the vocabulary projection only at masked positions, so the cost of the
 output layer scales with the number of masks, not with the batch. An optional token
 classification head on the last hidden layer gives the joint objective L_MLM + lambda * L_NER.
@@ -20,6 +20,8 @@ from thinc.api import ArgsKwargs, Model, PyTorchShim, chain
 from thinc.layers.pytorchwrapper import forward as pytorch_forward
 from transformers import AutoModelForMaskedLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
+from ..precision import autocast_dtype as precision_dtype
+from ..precision import check_precision
 from .loss import MaskSpecificLoss, TaggerLoss, Weighting
 from .masking import EncodedSeq, MaskedBatch, Masker, Replacer, check_tokenizer, mask_batch
 
@@ -66,23 +68,32 @@ class MaskedLMModule(torch.nn.Module):
 
 
 class MLMShim(PyTorchShim):
-    """PyTorchShim with autocast of a chosen dtype on GPU and safetensors (de)serialisation.
+    """PyTorchShim with autocast and safetensors (de)serialisation.
 
-    Gradient scaling for fp16 is left to the training loop (torch's GradScaler on the
+    `precision` ("auto", "fp32", "bf16") picks the autocast dtype where the model runs;
+    `gpu_dtype` instead (MaskSpecificMLM.v1's `mixed_precision`) autocasts to that dtype on GPU
+    only. Gradient scaling for fp16 is left to the training loop (torch's GradScaler on the
     gradient fed to backprop); bf16 needs none.
     """
 
-    def __init__(self, model: torch.nn.Module, mixed_precision: bool = False, autocast_dtype: str = "bfloat16"):
-        if autocast_dtype not in AUTOCAST_DTYPES:
-            raise ValueError(f"autocast_dtype must be one of {sorted(AUTOCAST_DTYPES)}, got {autocast_dtype!r}")
+    def __init__(self, model: torch.nn.Module, precision: str = "fp32", gpu_dtype: Optional[str] = None):
+        if gpu_dtype is not None and gpu_dtype not in AUTOCAST_DTYPES:
+            raise ValueError(f"autocast_dtype must be one of {sorted(AUTOCAST_DTYPES)}, got {gpu_dtype!r}")
         super().__init__(model, mixed_precision=False, device=torch.device("cpu"),
                          serialize_model=_serialize_module, deserialize_model=_deserialize_module)
-        self.use_autocast = mixed_precision
-        self.autocast_dtype = AUTOCAST_DTYPES[autocast_dtype]
+        self.precision = check_precision(precision)
+        self.gpu_dtype = gpu_dtype
+
+    def autocast_dtype(self) -> Optional[torch.dtype]:
+        """The dtype the forward autocasts to on the shim's current device (None: fp32)."""
+        device = self.device
+        if self.gpu_dtype is not None:
+            return AUTOCAST_DTYPES[self.gpu_dtype] if device.type == "cuda" else None
+        return precision_dtype(self.precision, device)
 
     def _autocast(self):
-        device = self.device
-        return torch.autocast(device_type=device.type, dtype=self.autocast_dtype, enabled=self.use_autocast and device.type == "cuda")
+        dtype = self.autocast_dtype()
+        return torch.autocast(device_type=self.device.type, dtype=dtype or torch.bfloat16, enabled=dtype is not None)
 
     def predict(self, inputs: ArgsKwargs) -> Any:
         self._model.eval()
@@ -144,12 +155,13 @@ def _convert_outputs(model: Model, inputs_outputs: Tuple[MaskedBatch, Any], is_t
     return MLMOutput(logits, tags, batch), backprop
 
 
-def masked_lm_layer(module: MaskedLMModule, mixed_precision: bool = False, autocast_dtype: str = "bfloat16") -> Model[MaskedBatch, MLMOutput]:
-    """The masked LM as a thinc layer: MaskedBatch -> MLMOutput; backprop takes (d_logits, d_tags)."""
+def masked_lm_layer(module: MaskedLMModule, precision: str = "fp32", gpu_dtype: Optional[str] = None) -> Model[MaskedBatch, MLMOutput]:
+    """The masked LM as a thinc layer: MaskedBatch -> MLMOutput; backprop takes (d_logits, d_tags).
+    `precision` and `gpu_dtype`: see MLMShim."""
     return Model(
         "msnr_masked_lm", pytorch_forward,
         attrs={"convert_inputs": _convert_inputs, "convert_outputs": _convert_outputs},
-        shims=[MLMShim(module, mixed_precision=mixed_precision, autocast_dtype=autocast_dtype)],
+        shims=[MLMShim(module, precision=precision, gpu_dtype=gpu_dtype)],
     )
 
 
@@ -192,6 +204,24 @@ def load_masked_lm(name: Union[str, Path]) -> Tuple[PreTrainedModel, PreTrainedT
     return hf_model, tokenizer
 
 
+@registry.architectures("spacy_msnr.MaskSpecificMLM.v2")
+def build_mask_specific_mlm_v2(
+    name: str,
+    masker: Masker,
+    weighting: Weighting,
+    ner_weight: float = 0.0,
+    precision: str = "auto",
+    seed: int = 0,
+) -> Model[List[EncodedSeq], MLMOutput]:
+    """Masking layer >> masked LM loaded from `name` (hub id or directory), with the loss in attrs.
+
+    `ner_weight` > 0 adds a tagging head trained jointly (loss L_MLM + ner_weight * L_NER); its
+    labels come from `model.attrs["tag_labels"]`, set before `model.initialize()`. `precision`
+    ("auto", "fp32", "bf16"; `spacy_msnr.precision`) sets the forward's autocast on CPU and GPU.
+    """
+    return _build(name, masker, weighting, ner_weight, seed, precision=precision)
+
+
 @registry.architectures("spacy_msnr.MaskSpecificMLM.v1")
 def build_mask_specific_mlm(
     name: str,
@@ -202,15 +232,21 @@ def build_mask_specific_mlm(
     autocast_dtype: str = "bfloat16",
     seed: int = 0,
 ) -> Model[List[EncodedSeq], MLMOutput]:
-    """Masking layer >> masked LM loaded from `name` (hub id or directory), with the loss in attrs.
+    """As MaskSpecificMLM.v2, with v1's precision: `mixed_precision` autocasts to `autocast_dtype`
+    ("bfloat16" or "float16") on GPU only, fp32 on CPU."""
+    if autocast_dtype not in AUTOCAST_DTYPES:
+        raise ValueError(f"autocast_dtype must be one of {sorted(AUTOCAST_DTYPES)}, got {autocast_dtype!r}")
+    return _build(name, masker, weighting, ner_weight, seed, precision="fp32",
+                  gpu_dtype=autocast_dtype if mixed_precision else None)
 
-    `ner_weight` > 0 adds a tagging head trained jointly (loss L_MLM + ner_weight * L_NER); its
-    labels come from `model.attrs["tag_labels"]`, set before `model.initialize()`.
-    """
+
+def _build(name: str, masker: Masker, weighting: Weighting, ner_weight: float, seed: int, precision: str,
+           gpu_dtype: Optional[str] = None) -> Model[List[EncodedSeq], MLMOutput]:
     if ner_weight < 0:
         raise ValueError(f"ner_weight must be >= 0, got {ner_weight}")
+    check_precision(precision)
     hf_model, tokenizer = load_masked_lm(name)
-    mlm = masked_lm_layer(MaskedLMModule(hf_model), mixed_precision, autocast_dtype)
+    mlm = masked_lm_layer(MaskedLMModule(hf_model), precision, gpu_dtype)
     masking = masking_layer(masker, Replacer(tokenizer), seed)
     model = chain(masking, mlm)
     model.name = "msnr_mask_specific_mlm"
@@ -296,4 +332,4 @@ def load_tagger(path: Union[str, Path]) -> Tuple[torch.nn.Linear, List[str]]:
     return tagger, list(meta["labels"])
 
 
-__all__ = ["build_mask_specific_mlm", "MLMOutput", "MaskedLMModule", "MLMShim", "load_masked_lm", "save_pretrained", "load_tagger"]
+__all__ = ["build_mask_specific_mlm", "build_mask_specific_mlm_v2", "MLMOutput", "MaskedLMModule", "MLMShim", "load_masked_lm", "save_pretrained", "load_tagger"]

@@ -258,7 +258,7 @@ def train(config: Config, output: Union[str, Path], *, gpu_id: int = -1, resume:
         -(-len(_epoch_batches(lengths, seed, e, batch_size)) // accumulate) for e in range(max_epochs))
     optimizer, scheduler = opt_settings.build(module.parameters(), total_steps)
     shim = model.get_ref("mlm").shims[0]
-    fp16 = shim.use_autocast and device.type == "cuda" and shim.autocast_dtype == torch.float16
+    fp16 = shim.autocast_dtype() == torch.float16
     scaler = torch.amp.GradScaler("cuda", enabled=fp16)
     masking = model.get_ref("masking")
 
@@ -320,6 +320,7 @@ def train(config: Config, output: Union[str, Path], *, gpu_id: int = -1, resume:
         "seconds": round(state["seconds"], 3), "wordpieces_per_second": state["wordpieces"] / max(state["seconds"], 1e-9),
         "train_docs": n_labeled, "unlabeled_docs": len(train_seqs) - n_labeled,
         "train_ds_terms": sum(s.n_terms for s in train_seqs[:n_labeled]), "unlabeled_ds_terms": sum(s.n_terms for s in train_seqs[n_labeled:]), "device": str(device),
+        "autocast": str(shim.autocast_dtype() or torch.float32).replace("torch.", ""),
         "final_learn_rate": optimizer.param_groups[0]["lr"], "history": state["history"],
     }
     _publish(output, model, log, bool(cfg.get("keep_checkpoint", False)))
