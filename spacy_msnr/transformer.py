@@ -35,19 +35,32 @@ def build_transformer_model(
 
 
 def set_precision(model: TransformerModel, precision: str) -> None:
-    """Make the Hugging Face layer of a spacy-transformers TransformerModel compute in `precision`."""
+    """Make the Hugging Face layer of a spacy-transformers TransformerModel compute in `precision`.
+
+    The setting lives in the layer's forward function, not in its attrs: thinc saves attrs with
+    the weights and would let a saved value override the config on `spacy.load`."""
     hf_layer = model.layers[0]
-    hf_layer.attrs["precision"] = check_precision(precision)
-    if hf_layer._func is not _autocast_forward:
+    if not isinstance(hf_layer._func, AutocastForward):
         hf_layer.attrs["convert_outputs"] = _fp32_outputs(hf_layer.attrs["convert_outputs"])
-        hf_layer._func = _autocast_forward
+    hf_layer._func = AutocastForward(check_precision(precision))
 
 
-def _autocast_forward(model: Model, X: Any, is_train: bool) -> Tuple[Any, Callable]:
-    # Only the forward runs under autocast: backprop is called later, outside this context, as
-    # autocast requires.
-    with autocast(model.attrs["precision"], model.shims[0].device):
-        return pytorch_forward(model, X, is_train)
+def precision_of(model: TransformerModel) -> str:
+    """The precision setting of a model built by `spacy_msnr.TransformerModel.v1` ("fp32" for others)."""
+    forward = model.layers[0]._func
+    return forward.precision if isinstance(forward, AutocastForward) else "fp32"
+
+
+class AutocastForward:
+    """thinc's PyTorch forward under the autocast of `precision`. Only the forward runs under
+    autocast: backprop is called later, outside this context, as autocast requires."""
+
+    def __init__(self, precision: str):
+        self.precision = precision
+
+    def __call__(self, model: Model, X: Any, is_train: bool) -> Tuple[Any, Callable]:
+        with autocast(self.precision, model.shims[0].device):
+            return pytorch_forward(model, X, is_train)
 
 
 def _fp32_outputs(convert_outputs: Callable) -> Callable:
@@ -58,4 +71,4 @@ def _fp32_outputs(convert_outputs: Callable) -> Callable:
     return convert
 
 
-__all__ = ["build_transformer_model", "set_precision"]
+__all__ = ["build_transformer_model", "set_precision", "precision_of"]
