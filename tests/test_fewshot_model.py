@@ -213,3 +213,38 @@ def test_span_unit_contrasts_mentions_not_tokens(tiny_model_dir):
     assert losses["span"]["fewshot_ner_lm"] == pytest.approx(losses["token"]["fewshot_ner_lm"], rel=1e-6)
     assert losses["span"]["fewshot_ner_contrastive"] > 0
     assert losses["span"]["fewshot_ner_contrastive"] != pytest.approx(losses["token"]["fewshot_ner_contrastive"], rel=1e-3)
+
+
+def test_bf16_base_trains_fp32_adapters_and_saves_fp32(tiny_model_dir, tmp_path, monkeypatch):
+    """dtype "bf16" (and "auto" on a CPU with native bf16): the frozen base computes in bf16, the
+    LoRA weights and their updates stay fp32, the loss falls as in fp32, and what is saved (the
+    adapter, a merged base) is fp32."""
+    import spacy_msnr.precision as precision
+    from safetensors.torch import load_file
+
+    base = tiny_model_dir("llama")
+    totals = {}
+    for dtype in ("fp32", "bf16"):
+        nlp = spacy.blank("en")
+        ner = nlp.add_pipe("fewshot_ner", config={"model": {
+            "base_model": str(base), "dtype": dtype, "lora": {"r": 4, "alpha": 8, "dropout": 0.0},
+            "contrastive": {"layer": 0.5, "temperature": 0.1, "weight": 0.5}, "adversarial": {"epsilon": 0.01}}})
+        examples = make_examples(nlp, SENTS)
+        nlp.initialize(lambda: examples)
+        model = ner.model.shims[0].model
+        dtypes = {n: p.dtype for n, p in model.named_parameters()}
+        frozen = {d for n, d in dtypes.items() if "lora_" not in n}
+        assert frozen == ({torch.bfloat16} if dtype == "bf16" else {torch.float32})
+        assert {d for n, d in dtypes.items() if "lora_" in n} == {torch.float32}
+        sgd = Adam(0.01)
+        totals[dtype] = [sum(nlp.update(examples, sgd=sgd).values()) for _ in range(20)]
+        assert totals[dtype][-1] < 0.8 * totals[dtype][0], totals
+    assert abs(totals["bf16"][0] - totals["fp32"][0]) < 0.05 * totals["fp32"][0]  # same start, within rounding
+    nlp.to_disk(tmp_path / "pipe")
+    assert {v.dtype for v in load_file(str(tmp_path / "pipe" / "fewshot_ner" / "model" / "adapter.safetensors")).values()} == {torch.float32}
+    ner.model.shims[0].save_merged(tmp_path / "merged")
+    assert {v.dtype for v in load_file(str(tmp_path / "merged" / "model.safetensors")).values()} == {torch.float32}
+    # "auto": bf16 where the CPU has it natively (decided when the pipeline loads), fp32 elsewhere
+    monkeypatch.setattr(precision, "cpu_has_native_bf16", lambda: True)
+    auto = spacy.load(tmp_path / "pipe", config={"components": {"fewshot_ner": {"model": {"dtype": "auto"}}}})
+    assert next(p for n, p in auto.get_pipe("fewshot_ner").model.shims[0].model.named_parameters() if "lora_" not in n).dtype == torch.bfloat16

@@ -171,3 +171,24 @@ def test_update_micro_batch_scales_gradients_by_share_and_grad_scaler(tiny_model
     assert scaled_loss == pytest.approx(0.5 * loss) and plain.keys() == scaled.keys() and len(plain) > 10
     for name in plain:
         assert torch.allclose(scaled[name], 512.0 * plain[name], rtol=1e-4, atol=1e-6), name
+
+
+def test_v2_in_bf16_gives_logits_close_to_fp32(tiny_model_dir, docs):
+    """MaskSpecificMLM.v2's precision: the masked-LM forward in bf16 autocast on CPU, the same masks
+    and weights as fp32, logits within bf16's rounding; v1 keeps fp32 on CPU even with mixed_precision."""
+    path = tiny_model_dir("bert")
+    out = {}
+    for name in ("fp32", "bf16"):
+        model = build(path, **{"@architectures": "spacy_msnr.MaskSpecificMLM.v2", "precision": name})
+        seqs = seqs_for(model, docs[:6])
+        model.initialize(X=seqs)
+        model.get_ref("masking").attrs["rng"] = np.random.default_rng(0)
+        out[name] = model.predict(seqs).logits
+    assert out["fp32"].dtype == torch.float32 and out["bf16"].dtype == torch.bfloat16
+    diff = (out["bf16"].float() - out["fp32"]).abs()
+    assert diff.max() < 0.1 and diff.mean() < 0.02
+    assert (out["bf16"].float().argmax(-1) == out["fp32"].argmax(-1)).float().mean() > 0.9
+    v1 = build(path, mixed_precision=True)
+    assert v1.get_ref("mlm").shims[0].autocast_dtype() is None  # bf16 only on GPU, as before
+    with pytest.raises(ValueError, match="precision must be one of"):
+        build(path, **{"@architectures": "spacy_msnr.MaskSpecificMLM.v2", "precision": "fp16"})

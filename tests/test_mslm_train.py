@@ -330,3 +330,18 @@ def test_adamw_lives_in_msnr_optimizers_and_is_refused_as_a_spacy_optimizer(corp
     nlp_config["training"]["optimizer"] = {"@optimizers": "spacy_msnr.AdamW.v1", "learn_rate": 0.001}
     with pytest.raises(ValueError, match="not a thinc Optimizer and cannot be spaCy's \\[training.optimizer\\]"):
         registry.resolve(nlp_config["training"], schema=ConfigSchemaTraining)
+
+
+def test_bf16_adaptation_tracks_fp32_and_saves_fp32(corpus, tiny_model_dir, tmp_path):
+    """The same run in fp32 and in bf16 autocast: the loss falls in both and the two curves stay
+    close (same masks, same batches); the adapted weights are saved in fp32 either way."""
+    model_dir = tiny_model_dir("bert")
+    settings = {"training.max_steps": 12, "training.eval_frequency": 4, "training.optimizer.learn_rate": 0.003}
+    logs = {p: train(config_for(corpus, model_dir, **settings, **{"model.precision": p}), tmp_path / p, show_progress=False)
+            for p in ("fp32", "bf16")}
+    assert logs["fp32"]["autocast"] == "float32" and logs["bf16"]["autocast"] == "bfloat16"
+    curves = {p: [h["loss"] for h in log["history"]] for p, log in logs.items()}
+    for curve in curves.values():
+        assert len(curve) == 3 and curve[-1] < curve[0]
+    assert all(abs(a - b) < 0.05 * a for a, b in zip(curves["fp32"], curves["bf16"]))
+    assert {v.dtype for v in weights(tmp_path / "bf16").values()} == {torch.float32}
