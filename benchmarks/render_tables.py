@@ -471,6 +471,63 @@ def workflow_per_set(src: Sources, arg: str, prefix: str) -> str:
     )
 
 
+# fp32 against bf16 (the `precision` setting) -----------------------------------------------------------
+PRECISION_RUNS = {"fp32": "precision_workflow_fp32.json", "bf16": "precision_workflow_bf16.json"}
+
+
+@block("precision-speed")
+def precision_speed(src: Sources, arg: str, prefix: str) -> str:
+    run = src.json(f"{RESULTS}/precision_speed.json")
+    rows = []
+    for r in run["rows"]:
+        same = f"{r['same_entities']}/{r['docs']}" if "same_entities" in r else "–"
+        f1 = r.get("test_f1")
+        rows.append([r["what"], r["unit"], f"{r['fp32']:,.1f}", f"{r['bf16']:,.1f}", f"**{r['ratio']:.2f}x**", same,
+                     f"{f1['fp32']:.2f} / {f1['bf16']:.2f}" if f1 else "–"])
+    m = run["machine"]
+    return table(["what", "unit", "fp32", "bf16", "bf16 / fp32", "same entities", "test F1 fp32 / bf16"], rows, "llrrrrr") + note(
+        f"`python benchmarks/precision_speed.py` ({run['date']}): each pair run alternately (fp32, bf16, ...) {run['repeats']} times",
+        "on the same inputs, median of each side; bf16 is autocast with fp32 weights (the `precision` setting), fewshot_ner's",
+        "frozen base held in bf16. The transformer + `ner` rows use the `all` workflow's NCBI-disease pipeline (trained in bf16),",
+        f"loaded once with each precision. {m['cpu']}, {m['cpus']} cores, torch {m['torch']} with {m['torch_threads']} threads",
+        f"(OMP_NUM_THREADS {m['omp_threads']}), native bf16: {'yes' if m['cpu_native_bf16'] else 'no'}; load average",
+        f"{m['load_before'][0]} at the start. Source: {source_link('precision_speed.json', prefix)}.",
+    )
+
+
+@block("precision-workflow")
+def precision_workflow(src: Sources, arg: str, prefix: str) -> str:
+    runs = {side: src.json(f"{RESULTS}/{name}") for side, name in PRECISION_RUNS.items()}
+    steps = [r["step"] for r in runs["fp32"]["steps"]]
+    seconds = {side: {r["step"]: r["seconds"] for r in run["steps"]} for side, run in runs.items()}
+    rows = [[f"`{step}`", f"{seconds['fp32'][step] / 60:.1f}", f"{seconds['bf16'][step] / 60:.1f}",
+             f"{seconds['bf16'][step] / seconds['fp32'][step]:.2f}"] for step in steps]
+    total = {side: run["total_seconds"] for side, run in runs.items()}
+    rows.append(["**total**", f"**{total['fp32'] / 60:.1f}**", f"**{total['bf16'] / 60:.1f}**", f"**{total['bf16'] / total['fp32']:.2f}**"])
+    scaled = [step for step in steps if step in PRECISION_STEPS]
+    part = {side: sum(seconds[side][step] for step in scaled) for side in runs}
+    rows.append([f"steps that compute in `precision` ({', '.join(f'`{s}`' for s in scaled)})", f"{part['fp32'] / 60:.1f}",
+                 f"{part['bf16'] / 60:.1f}", f"{part['bf16'] / part['fp32']:.2f}"])
+    out = table(["step", "fp32 min", "bf16 min", "bf16 / fp32"], rows, "lrrr")
+    fig = [[side, f"{run['package']['p']:.2f}", f"{run['package']['r']:.2f}", f"{run['package']['f']:.2f}",
+            f"{run['package']['words_per_s']:,.0f}", f"{run['cnn']['f']:.2f}", f"{run['lead']:+.2f}",
+            str(run.get("ner_budget", {}).get("max_steps", "–"))] for side, run in runs.items()]
+    out += "\n\n" + table(["precision", "package P", "R", "F1", "words/s (`evaluate`)", "CNN F1", "lead", "transformer + ner steps"], fig, "lrrrrrrr")
+    m = runs["fp32"]["machine"]
+    return out + note(
+        f"`python benchmarks/workflow_run.py --workflow all --vars.precision fp32|bf16` ({runs['fp32']['date']}), the two runs",
+        f"side by side in fresh copies of the project, one thread each (OMP_NUM_THREADS {_threads(m)}), on the 2-core, 24 GiB CPU",
+        "workplace machine (AMD EPYC with native bf16), no GPU; the same budgets (the defaults of the date). `precision` applies to",
+        "`mslm`, `train` and `evaluate` (and the package); `init-base` (MiniLM's head warm-up) and spaCy's CNN steps run in fp32 both",
+        "times. Seed 0, one run each: no seed spread measured.",
+        f"Sources: {source_link(PRECISION_RUNS['fp32'], prefix)}, {source_link(PRECISION_RUNS['bf16'], prefix)}.",
+    )
+
+
+#: The `all` steps whose matmuls follow `vars.precision`.
+PRECISION_STEPS = ("mslm", "train", "evaluate", "visualize")
+
+
 @block("ner-runs")
 def ner_runs(src: Sources, arg: str, prefix: str) -> str:
     rel = f"{RESULTS}/ner_budget_minilm.md"
