@@ -219,7 +219,8 @@ def sensitivity(model_dir: Path, corpus: Path) -> Dict[str, float]:
 
     from spacy_msnr.mslm.metrics import ds_term_sensitivity
     from spacy_msnr.mslm.terms import GoldTerms
-    from spacy_msnr.mslm.train import encode, read_docs
+    from spacy_msnr.corpus.texts import read_docs
+    from spacy_msnr.mslm.train import encode
 
     cfg = Config({"model": {"@architectures": "spacy_msnr.MaskSpecificMLM.v1", "name": str(model_dir),
                             "masker": SENSITIVITY_MASKER, "weighting": {"@msnr_weightings": "spacy_msnr.unweighted.v1"}}})

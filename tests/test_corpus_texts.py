@@ -35,3 +35,21 @@ def test_bad_jsonl_line_is_named(tmp_path):
 def test_missing_source(tmp_path):
     with pytest.raises(FileNotFoundError, match="nope.jsonl"):
         list(iter_texts(tmp_path / "nope.jsonl"))
+
+
+def test_read_docs_keeps_gold_entities_and_tokenizes_texts(tmp_path):
+    from spacy_msnr.corpus.texts import read_docs
+
+    iob = tmp_path / "train.tsv"
+    iob.write_text("BRCA1\tB-Gene\nmutations\tO\n\nBye\tO\n", encoding="utf8")
+    docs = read_docs(iob)
+    assert [[(e.text, e.label_) for e in d.ents] for d in docs] == [[("BRCA1", "Gene")], []]
+    jsonl = tmp_path / "texts.jsonl"
+    jsonl.write_text('{"text": "Two words."}\n{"text": "  "}\n', encoding="utf8")
+    assert [[t.text for t in d] for d in read_docs(jsonl)] == [["Two", "words", "."]]  # blank texts dropped
+    jsonl.write_text('{"text": "ok"}\n{"body": "no text"}\n', encoding="utf8")
+    with pytest.raises(ValueError, match=r"texts.jsonl:2: expected a JSON object"):
+        read_docs(jsonl)
+    jsonl.write_text('{"text": " "}\n', encoding="utf8")
+    with pytest.raises(ValueError, match="no documents with text"):
+        read_docs(jsonl)

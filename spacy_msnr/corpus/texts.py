@@ -1,12 +1,13 @@
-"""Plain text for tokenizer training and pretraining, from DocBins, IOB files or JSONL."""
+"""The package's one reader of corpora: texts (tokenizer training, pretraining) and Docs (MSLM),
+from DocBins, IOB files, JSONL or folders of .txt files."""
 from pathlib import Path
-from typing import Iterator, Union
+from typing import Iterator, List, Optional, Union
 
 import srsly
-from spacy.tokens import DocBin
+from spacy.tokens import Doc, DocBin
 from spacy.vocab import Vocab
 
-from .iob import read_iob
+from .iob import iob_to_docs, read_iob
 
 
 def iter_texts(path: Union[str, Path]) -> Iterator[str]:
@@ -32,3 +33,25 @@ def iter_texts(path: Union[str, Path]) -> Iterator[str]:
     else:
         for sentence in read_iob(path):
             yield " ".join(sentence.words)
+
+
+def read_docs(path: Union[str, Path], vocab: Optional[Vocab] = None) -> List[Doc]:
+    """The non-empty Docs of a corpus: a .spacy DocBin or an IOB file with their gold entities, or
+    the texts of a .jsonl file or .txt folder (`iter_texts`) tokenized by spaCy's English tokenizer."""
+    import spacy
+
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"Corpus not found: {path}")
+    vocab = vocab if vocab is not None else Vocab()
+    if path.suffix == ".spacy":
+        docs = list(DocBin().from_disk(path).get_docs(vocab))
+    elif path.is_dir() or path.suffix == ".jsonl":
+        tokenizer = spacy.blank("en", vocab=vocab).tokenizer
+        docs = [tokenizer(text) for text in iter_texts(path) if text.strip()]
+    else:
+        docs = iob_to_docs(path, vocab)
+    docs = [d for d in docs if len(d)]
+    if not docs:
+        raise ValueError(f"The corpus {path} has no documents with text")
+    return docs

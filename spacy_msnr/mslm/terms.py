@@ -124,7 +124,7 @@ def make_frequency_contrast_terms(domain: Path, background: Path, top_k: int = 5
 def gold_entity_strings(path: Union[str, Path], min_length: int = 3) -> List[str]:
     """The distinct gold entity texts of a .spacy DocBin or IOB file (at least `min_length`
     characters); none for a corpus without entities (a .jsonl text file)."""
-    from .train import read_docs
+    from ..corpus.texts import read_docs
 
     return sorted({ent.text.strip() for doc in read_docs(path) for ent in doc.ents if len(ent.text.strip()) >= min_length})
 

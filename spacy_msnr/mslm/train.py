@@ -20,15 +20,15 @@ import numpy as np
 import spacy
 import srsly
 import torch
-from spacy.tokens import Doc, DocBin
+from spacy.tokens import Doc
 from spacy.util import registry
-from spacy.vocab import Vocab
 from thinc.api import Config, Model, fix_random_seed
 from wasabi import msg
 
 from . import loss as _loss  # noqa: F401  (registers the weightings)
 from . import optimizer as _optimizer  # noqa: F401  (registers spacy_msnr.AdamW.v1 in @msnr_optimizers)
 from . import terms as _terms  # noqa: F401  (registers the term sources)
+from ..corpus.texts import read_docs
 from .masking import IGNORE_INDEX, EncodedSeq, encode_doc, split_to_fit
 from .metrics import ds_term_sensitivity, pack, tagger_accuracy
 from .model import save_pretrained, torch_module
@@ -36,27 +36,6 @@ from .terms import TermSource
 
 CHECKPOINT = "checkpoint"
 LOG_NAME = "mslm_log.json"
-
-
-def read_docs(path: Union[str, Path], vocab: Optional[Vocab] = None) -> List[Doc]:
-    """Docs from a .spacy DocBin, a .jsonl text file ({"text": ...} a line) or an IOB .tsv file."""
-    from ..corpus.iob import iob_to_docs
-
-    path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"Corpus not found: {path}")
-    vocab = vocab if vocab is not None else Vocab()
-    if path.suffix == ".spacy":
-        docs = list(DocBin().from_disk(path).get_docs(vocab))
-    elif path.suffix == ".jsonl":
-        tokenizer = spacy.blank("en", vocab=vocab).tokenizer
-        docs = [tokenizer(r["text"]) for r in srsly.read_jsonl(path) if r.get("text", "").strip()]
-    else:
-        docs = iob_to_docs(path, vocab)
-    docs = [d for d in docs if len(d)]
-    if not docs:
-        raise ValueError(f"The corpus {path} has no documents with text; nothing to adapt on")
-    return docs
 
 
 def tag_labels(docs: Sequence[Doc]) -> List[str]:
