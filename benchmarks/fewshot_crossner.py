@@ -78,7 +78,7 @@ from spacy.training import Example  # noqa: E402
 from spacy.util import minibatch  # noqa: E402
 from thinc.api import Adam  # noqa: E402
 
-from spacy_msnr.cli.fewshot_eval import query_sample  # noqa: E402
+from spacy_msnr.fewshot.evaluate import query_sample  # noqa: E402
 from spacy_msnr.corpus.episodes import label_counts, load_docs, sample_episodes  # noqa: E402
 from spacy_msnr.util import atomic_write_bytes  # noqa: E402
 

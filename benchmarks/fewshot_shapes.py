@@ -64,7 +64,7 @@ def measure(args, shape: str, work: Path) -> Dict[str, Any]:
     from spacy.training import Example
 
     from fewshot_crossner import docbin, fewshot_pipeline, score, train
-    from spacy_msnr.cli.fewshot_eval import query_sample
+    from spacy_msnr.fewshot.evaluate import query_sample
     from spacy_msnr.corpus.episodes import label_counts, sample_episodes
     from spacy_msnr.fewshot.model import get_shim
 

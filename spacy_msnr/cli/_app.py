@@ -4,6 +4,7 @@ Command modules import only typer, wasabi and the standard library at load time:
 transformers and peft are imported inside the command that needs them, so `--help` stays fast.
 """
 import functools
+import logging
 from contextlib import contextmanager
 from typing import Callable, Iterator, Optional
 
@@ -36,6 +37,20 @@ def user_errors() -> Iterator[None]:
     except USER_ERRORS as err:
         text = str(err.args[0]) if isinstance(err, KeyError) and err.args else str(err)
         msg.fail(text or type(err).__name__, exits=1)
+
+
+class _MessageHandler(logging.Handler):
+    """Log records of the library printed as the command's own plain messages."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        msg.text(self.format(record))
+
+
+def show_log(logger: logging.Logger) -> None:
+    """Print a library logger's INFO records while a command runs (once per logger)."""
+    if not any(isinstance(h, _MessageHandler) for h in logger.handlers):
+        logger.addHandler(_MessageHandler())
+    logger.setLevel(logging.INFO)
 
 
 def use_gpu(gpu_id: int) -> None:
