@@ -332,3 +332,18 @@ def test_not_measured_claims_match_the_results():
     assert not (measured and claims), f"{claims} say the source-trained spaCy peer has not been measured; {measured} measure it"
     stale = "spaCy's `ner` given the same source-domain training first has not been measured."
     assert re.search(r"(peer|spaCy's\s+`ner`)[^.]*(has|have)\s+not\s+been\s+measured", stale)
+
+
+def test_every_results_file_is_named_in_the_benchmarks_readme():
+    """benchmarks/README.md says which script writes each file of benchmarks/results/."""
+    import fnmatch
+
+    text = (ROOT / "benchmarks" / "README.md").read_text(encoding="utf8")
+    patterns = []
+    for name in re.findall(r"`([^`\s]+\.[a-z{},]+)`", text):
+        stem, brace, rest = name.partition("{")
+        options = rest.rstrip("}").split(",") if brace else [""]
+        patterns += [stem + option for option in options]
+    files = [p.name for p in (ROOT / "benchmarks" / "results").iterdir() if not p.name.startswith("tmp_")]
+    unnamed = [f for f in files if not any(fnmatch.fnmatch(f, pattern) for pattern in patterns)]
+    assert files and unnamed == []
