@@ -206,7 +206,8 @@ def fewshot_pipeline(args, row: str, labels: List[str], base_model: Optional[str
                      negative_rate: Optional[float] = None):
     """A blank pipeline with `fewshot_ner` for `labels` on `base_model` (default --base-model), with
     `negative_rate` (default --negative-rate); `row` switches a loss term off."""
-    model: Dict[str, Any] = {"base_model": base_model or args.base_model, "lora": {"r": args.lora_r, "alpha": 2 * args.lora_r}}
+    model: Dict[str, Any] = {"base_model": base_model or args.base_model, "lora": {"r": args.lora_r, "alpha": 2 * args.lora_r},
+                             "dtype": getattr(args, "precision", "fp32")}
     if row == "no_contrastive":
         model["contrastive"] = {"weight": 0.0}
     if row in ("no_fgm", "span_no_fgm"):
@@ -403,7 +404,8 @@ def trf_source(args) -> Path:
     sentences = {split: len(docbin(args.source, split, vocab)) for split in paths}  # converted once into paths
     config = Config().from_disk(ROOT / "configs" / "ner_trf.cfg", interpolate=False, overrides={
         "paths.train": str(paths["train"]), "paths.dev": str(paths["dev"]), "paths.base_model": str(model),
-        "system.seed": args.seed, "corpora.dev.limit": TRF_DEV_LIMIT, "training.logger.progress_bar": False})
+        "system.seed": args.seed, "corpora.dev.limit": TRF_DEV_LIMIT, "training.logger.progress_bar": False,
+        "components.transformer.model.precision": args.precision})
     budget = budget_config(config, epochs=args.spacy_source_epochs)
     out.mkdir(parents=True, exist_ok=True)
     budget["config"].to_disk(out / "config.cfg")
@@ -698,6 +700,8 @@ def main(argv: Optional[List[str]] = None) -> None:
                         "32 took 14.6 GB RSS with SmolLM2")
     p.add_argument("--ner-steps", type=int, default=100, help="spaCy ner updates on the support set")
     p.add_argument("--lr", type=float, default=0.001)
+    p.add_argument("--precision", default="fp32", choices=("auto", "fp32", "bf16"),
+                   help="fewshot_ner's dtype and the transformer peer's precision (the committed tables: fp32)")
     p.add_argument("--lora-r", type=int, default=16)
     p.add_argument("--max-new-tokens", type=int, default=48)
     p.add_argument("--prompt-format", default="auto", choices=["auto", "chat", "plain"])

@@ -201,7 +201,7 @@ def adapt(work: Path, base: Path, corpus: Path, method: str, seed: int, args: ar
         **({"paths.unlabeled": str(unlabeled)} if unlabeled.exists() else {}),
         "training.max_steps": args.adapt_steps, "training.eval_frequency": args.adapt_steps,
         "training.checkpoint_every": max(10, args.adapt_steps // 2), "training.optimizer.learn_rate": args.adapt_lr,
-        "training.batch_size": args.adapt_batch,
+        "training.batch_size": args.adapt_batch, "model.precision": args.precision,
     })
     config["model"]["masker"] = dict(masker)
     config["model"]["weighting"] = {"@msnr_weightings": weighting}
@@ -249,7 +249,8 @@ def ner(work: Path, model_dir: Optional[Path], corpus: Path, tag: str, seed: int
         else:
             cmd = [sys.executable, "-m", "spacy", "train", str(ROOT / "configs" / "ner_trf.cfg")] + common + [
                 "--paths.base_model", str(model_dir), "--training.optimizer.learn_rate.warmup_steps", str(max(1, args.ner_steps // 10)),
-                "--training.optimizer.learn_rate.initial_rate", str(args.ner_lr)]
+                "--training.optimizer.learn_rate.initial_rate", str(args.ner_lr),
+                "--components.transformer.model.precision", args.precision]
         log = work / "logs" / tag.replace("/", "_")
         train_log = log.with_name(f"ner-{log.name}.log")
         finished = run(cmd, train_log, timeout=args.ner_seconds or None)
@@ -361,6 +362,8 @@ def main() -> None:
     parser.add_argument("--base-warmup-steps", type=int, default=100, help="head-only warm-up steps when --base has no MLM head")
     parser.add_argument("--datasets", nargs="+", default=["NCBI-disease-IOB", "BC5CDR-IOB"])
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    parser.add_argument("--precision", default="fp32", choices=("auto", "fp32", "bf16"),
+                        help="MSLM's and the transformer + ner's precision (the committed tables: fp32)")
     parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=list(METHODS))
     parser.add_argument("--adapt-steps", type=int, default=30, help="optimizer steps of every adaptation (the equal budget)")
     parser.add_argument("--adapt-batch", type=int, default=2048, help="wordpieces per adaptation step")

@@ -162,7 +162,7 @@ def run_search(args: argparse.Namespace, steps: int) -> Dict[str, Any]:
         "paths.train": str(project / "corpus" / "train.spacy"), "paths.dev": str(project / "corpus" / "dev.spacy"),
         "paths.base_model": str(project / "training" / "base"), "system.seed": args.seed,
         "training.optimizer.learn_rate": args.adapt_lr, "training.batch_size": args.adapt_batch,
-        "model.ner_weight": 0.0,
+        "model.ner_weight": 0.0, "model.precision": args.precision,
     })
     points = expand_grid(parse_values(args.elm_rates, "--elm-rates"), parse_values(args.blm_rates, "--blm-rates"),
                          parse_names(args.weightings))
@@ -228,6 +228,8 @@ def main() -> None:
     parser.add_argument("--project", type=Path, help="a project folder with training/base and corpus/")
     parser.add_argument("--rejudge", type=Path, help="an earlier results JSON: judge its search points again, run no search")
     parser.add_argument("--dataset", required=True, help="the dataset name in the ablation cells, e.g. NCBI-disease-IOB")
+    parser.add_argument("--precision", default="fp32", choices=("auto", "fp32", "bf16"),
+                        help="MSLM's precision (the committed tables: fp32)")
     parser.add_argument("--ablation", type=Path, nargs="+", required=True, help="benchmarks/mslm_ablation.py results JSONs")
     parser.add_argument("--steps", type=int, nargs="+", default=[50], help="search lengths to try (steps a point)")
     parser.add_argument("--elm-rates", default="0.5,1.0")

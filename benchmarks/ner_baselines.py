@@ -49,6 +49,7 @@ def main(
     cnn_steps: int = typer.Option(0, help="Max steps for the CNN (0: until early stopping)"),
     trf_steps: int = typer.Option(300, help="Max steps for the transformer pipelines"),
     trf_lr: float = typer.Option(3e-4, help="Peak learning rate of the transformer pipelines"),
+    precision: str = typer.Option("fp32", help="The transformer's precision: auto, fp32 or bf16 (the committed table: fp32)"),
 ) -> None:
     work.mkdir(parents=True, exist_ok=True)
     corpus: Dict[str, Path] = {}
@@ -63,7 +64,7 @@ def main(
     init_config(lang="en", pipeline=["ner"], optimize="efficiency", gpu=False).to_disk(cnn_cfg)
     paths = {"paths.train": str(corpus["train"]), "paths.dev": str(corpus["devel"])}
     trf = {**paths, "training.max_steps": trf_steps, "training.optimizer.learn_rate.initial_rate": trf_lr,
-           "training.logger.progress_bar": False}
+           "training.logger.progress_bar": False, "components.transformer.model.precision": precision}
     label = "local base" if base_model == str(work / "base") else f"{Path(base_model).name}, unadapted"
     runs = {
         "spaCy CNN ner": ("cnn", cnn_cfg, {**paths, **({"training.max_steps": cnn_steps} if cnn_steps else {})}),
