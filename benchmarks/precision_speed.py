@@ -31,6 +31,7 @@ import torch
 from spacy.scorer import Scorer
 from spacy.tokens import DocBin
 from spacy.training import Example
+from thinc.api import Adam
 
 from spacy_msnr.precision import autocast, cpu_has_native_bf16
 
@@ -147,7 +148,7 @@ def trf_update_row(pipeline: Path, train: Path, repeats: int, n_docs: int = 256,
         nlp = load_trf(pipeline, side)
         docs = list(DocBin().from_disk(train).get_docs(nlp.vocab))[:n_docs]
         examples = [Example(nlp.make_doc(d.text), d) for d in docs]
-        optimizer = nlp.resume_training()
+        optimizer = nlp.resume_training(sgd=Adam(1e-4))  # the saved config's schedule is not interpolated
         words[side] = sum(len(d) for d in docs)
         start = time.perf_counter()
         for i in range(0, len(examples), batch):
@@ -216,7 +217,12 @@ def fewshot_rows(causal: Path, crossner: Path, repeats: int, n_queries: int = 40
     rows = [row(f"fewshot_ner scoring ({len(labels)} types, {len(texts)} {crossner.name} test sentences)", "sentences/s",
                 rates, docs=len(texts), same_entities=same)]
     print(f"  fewshot_ner: same entities on {same}/{len(texts)} sentences", flush=True)
-    support = [d for d in docs if any(e.label_ in labels for e in d.ents)][:5]
+    support = []
+    for doc in docs:  # the first 5 sentences with one of the types, annotated for those types only
+        if len(support) < 5 and any(e.label_ in labels for e in doc.ents):
+            ref = doc.copy()
+            ref.ents = [e for e in doc.ents if e.label_ in labels]
+            support.append(ref)
 
     def update(side: str) -> float:
         nlp = nlps[side]
@@ -245,12 +251,20 @@ def main() -> None:
     args = parser.parse_args()
     started, load_before = datetime.now(timezone.utc), os.getloadavg()
     rows = matmul_rows(args.repeats)
+    write(args, started, load_before, rows)  # after each part, so that a failure keeps what was measured
     if args.mlm_base and args.train:
         rows.append(mslm_row(args.mlm_base, args.train, args.repeats))
+        write(args, started, load_before, rows)
     if args.pipeline and args.test:
         rows += trf_rows(args.pipeline, args.test, args.train, args.abstracts, args.repeats, args.n_abstracts)
+        write(args, started, load_before, rows)
     if args.causal and args.crossner:
         rows += fewshot_rows(args.causal, args.crossner, args.repeats)
+        write(args, started, load_before, rows)
+    print(f"wrote {args.output}")
+
+
+def write(args: argparse.Namespace, started: datetime, load_before: Tuple[float, ...], rows: List[Dict]) -> None:
     cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
                 if line.startswith("model name")), platform.processor()) if Path("/proc/cpuinfo").exists() else platform.processor()
     out = {
@@ -261,7 +275,6 @@ def main() -> None:
     }
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(json.dumps(out, indent=2) + "\n")
-    print(f"wrote {args.output}")
 
 
 if __name__ == "__main__":
