@@ -125,10 +125,10 @@ DESCRIPTIONS = {
 }
 #: Settings that change a cell's result (the cache key); the others only select what to run.
 KEYED = ("base_model", "n_way", "query_limit", "steps", "batch_size", "train_chunk", "lr", "lora_r", "max_new_tokens",
-         "prompt_format", "ner_steps", "seed", "describe", "negative_rate")
+         "prompt_format", "ner_steps", "seed", "describe", "negative_rate", "precision")
 #: Settings added after cells were cached: left out of the key at these values, so those cells stay valid.
 LATER_DEFAULTS = {"describe": False, "negative_rate": 1.0, "source_negative_rate": 1.0, "source_without_fgm": False, "source_full_lr": None,
-                  "source_full_negative_rate": None, "source_n_way": 5, "source_k_shot": 5}
+                  "source_full_negative_rate": None, "source_n_way": 5, "source_k_shot": 5, "precision": "fp32"}
 
 
 class PeakRSS:
@@ -174,7 +174,7 @@ def docbin(domain: str, split: str, vocab) -> List:
 
 #: The source stage depends on these settings (its cache key).
 SOURCE_ONLY = ("source", "source_steps", "source_batch_size", "source_lr", "source_negative_rate", "source_without_fgm")
-SOURCE_KEYED = ("base_model", "lora_r", "train_chunk", "prompt_format", "seed", "describe") + SOURCE_ONLY
+SOURCE_KEYED = ("base_model", "lora_r", "train_chunk", "prompt_format", "seed", "describe", "precision") + SOURCE_ONLY
 #: ... and the episodic source stage on these (and on the target, which it leaves out; source_pool:
 #: the CrossNER domains of the data folder, set by main).
 EPISODIC_KEYED = ("source_n_way", "source_k_shot", "source_pool")
@@ -183,11 +183,12 @@ EPISODIC_KEYED = ("source_n_way", "source_k_shot", "source_pool")
 #: (benchmarks/work/fewshot_crossner/rows/<row>/<key>/), and a row's cell in a run's own folder is
 #: replaced when its shared cell differs.
 ROW_KEYED = {
-    "zero_shot": ("base_model", "n_way", "query_limit", "max_new_tokens", "prompt_format", "seed", "describe"),
-    "in_context": ("base_model", "n_way", "query_limit", "max_new_tokens", "prompt_format", "seed", "describe"),
+    "zero_shot": ("base_model", "n_way", "query_limit", "max_new_tokens", "prompt_format", "seed", "describe", "precision"),
+    "in_context": ("base_model", "n_way", "query_limit", "max_new_tokens", "prompt_format", "seed", "describe", "precision"),
     "spacy_ner": ("n_way", "query_limit", "ner_steps", "batch_size", "seed"),
     "spacy_ner_source": ("n_way", "query_limit", "ner_steps", "batch_size", "seed", "source", "spacy_source_epochs"),
-    "spacy_trf_source": ("n_way", "query_limit", "ner_steps", "batch_size", "seed", "source", "spacy_source_epochs", "trf_model"),
+    "spacy_trf_source": ("n_way", "query_limit", "ner_steps", "batch_size", "seed", "source", "spacy_source_epochs", "trf_model",
+                         "precision"),
     "source_zero": ("n_way", "query_limit", "max_new_tokens") + SOURCE_KEYED,
     "source_in_context": ("n_way", "query_limit", "max_new_tokens") + SOURCE_KEYED,
     "episodic_zero": ("n_way", "query_limit", "max_new_tokens") + SOURCE_KEYED + EPISODIC_KEYED,
@@ -392,7 +393,7 @@ def trf_source(args) -> Path:
 
     from spacy_msnr.budget import budget_config
 
-    out = WORK / "trf_source" / settings_key(args, ("source", "spacy_source_epochs", "seed", "trf_model"))
+    out = WORK / "trf_source" / settings_key(args, ("source", "spacy_source_epochs", "seed", "trf_model", "precision"))
     if (out / "source.json").exists():
         return out / "model-best"
     model = ROOT / args.trf_model
