@@ -550,6 +550,43 @@ def precision_workflow(src: Sources, arg: str, prefix: str) -> str:
     )
 
 
+#: fewshot_ner's rows measured in bf16 (fewshot_crossner.py --precision bf16), and the fp32 results files
+#: that hold the same rows' per-episode F1 on the same episodes.
+PRECISION_FEWSHOT = "fewshot_bf16.json"
+PRECISION_FEWSHOT_FP32 = ("fewshot_peers.json", "fewshot_source_in_context.json")
+
+
+@block("precision-fewshot")
+def precision_fewshot(src: Sources, arg: str, prefix: str) -> str:
+    bf16 = src.json(f"{RESULTS}/{PRECISION_FEWSHOT}")
+    fp32 = {}
+    for name in PRECISION_FEWSHOT_FP32:
+        for r in src.json(f"{RESULTS}/{name}")["rows"]:
+            if r.get("f_episodes"):
+                fp32.setdefault((r["target"], r["k"], r["row"]), (r, name))
+    rows, names = [], set()
+    for r in bf16["rows"]:
+        ref, name = fp32[(r["target"], r["k"], r["row"])]
+        names.add(name)
+        diffs = [b - a for a, b in zip(ref["f_episodes"], r["f_episodes"])]
+        rows.append([f"{r['target']}, K = {r['k']}", CROSSNER_ROWS.get(r["row"], r["row"]),
+                     " / ".join(f"{v:.2f}" for v in ref["f_episodes"]), " / ".join(f"{v:.2f}" for v in r["f_episodes"]),
+                     mean_std(diffs, signed=True), f"{ref['sents_per_s']:.2f}", f"{r['sents_per_s']:.2f}"])
+    settings = {k: v for k, v in bf16["settings"].items() if k != "precision"}
+    differ = sorted(k for k in settings.keys() & src.json(f"{RESULTS}/fewshot_crossner.json")["settings"].keys()
+                    if k != "base_model" and settings[k] != src.json(f"{RESULTS}/fewshot_crossner.json")["settings"][k])
+    if differ:
+        raise SourceError(f"{RESULTS}/{PRECISION_FEWSHOT}: settings {differ} differ from fewshot_crossner.json's")
+    return table(["episodes", "row", "F1 per episode, fp32", "F1 per episode, bf16", "bf16 − fp32, paired", "query sentences/s fp32",
+                  "bf16"], rows, "llllrrr") + note(
+        "`python benchmarks/fewshot_crossner.py --precision bf16` with the CrossNER table's settings and episodes (its own",
+        "source stage, run in bf16), against the same rows of the fp32 table on the same episodes; micro-F1 per episode, the",
+        "paired difference as mean ± std over the episodes. Query sentences/s: one thread, other jobs beside it, so only",
+        f"roughly comparable. Sources: {source_link(PRECISION_FEWSHOT, prefix)}, "
+        + ", ".join(source_link(name, prefix) for name in sorted(names)) + ".",
+    )
+
+
 #: The `all` steps whose matmuls follow `vars.precision`.
 PRECISION_STEPS = ("mslm", "train", "evaluate", "visualize")
 
