@@ -22,7 +22,7 @@ def fewshot_episodes_cli(
     """Draw N-way K-shot episodes from several source domains, as CLLMFS trains (each episode from
     one domain drawn at random, its Docs annotated for its types only), and write their support
     sentences, episode after episode, as one DocBin. Train on it with `spacy train
-    configs/fewshot.cfg --paths.train OUTPUT --training.batcher '{"@batchers":
+    configs/fewshot.cfg --paths.train OUTPUT --paths.dev DEV.spacy --training.batcher '{"@batchers":
     "spacy_msnr.batch_by_episode.v1", "size": 8}'`: every update then holds one episode's sentences
     and contrasts its types."""
     from spacy.tokens import DocBin
