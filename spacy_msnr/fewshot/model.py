@@ -99,10 +99,10 @@ def build_lora_instruction_ner_v2(
     0.01 and 0.93 without FGM). answer_loss: "lm" (cross-entropy over the whole vocabulary, as in the
     paper) or "constrained" (cross-entropy over the tokens the span-constrained decoder allows at
     each answer position: the decoder's own choice distribution). dtype: the frozen base's weights:
-    "auto" (bf16 on a GPU or CPU with native bf16, float32 elsewhere: the package's precision
-    setting, `spacy_msnr.precision`, decided where the pipeline runs), "float32" (or "fp32"),
-    "bfloat16" (or "bf16") or "float16" (prediction only: training a float16 base without loss
-    scaling is refused); the LoRA weights stay float32. store_base: keep a copy of the base weights inside the saved
+    "auto" (bf16 on a GPU with bf16, float32 on a CPU, where bf16 cost F1 on the CrossNER episodes;
+    decided where the pipeline runs), "float32" (or "fp32"), "bfloat16" (or "bf16": also on a CPU)
+    or "float16" (prediction only: training a float16 base without loss scaling is refused); the
+    LoRA weights stay float32. store_base: keep a copy of the base weights inside the saved
     pipeline (null = only when base_model is a local directory). seed: LoRA initialisation.
     """
     return _build(_settings("lora", lora, LORA_DEFAULTS), contrastive,
@@ -152,7 +152,7 @@ def _build(lora_cfg: Dict[str, Any], contrastive: Optional[Dict[str, Any]], adv_
         "lora_instruction_ner",
         forward,
         init=init,
-        shims=[LoRACausalLMShim(None)],
+        shims=[LoRACausalLMShim(None, dtype=dtype)],
         attrs={
             "base_model": base_model, "lora": lora_cfg, "contrastive": con_cfg, "adversarial": adv_cfg, "fgm": fgm,
             "dtype": dtype, "store_base": store_base, "seed": seed, "answer_loss": answer_loss,
@@ -179,8 +179,10 @@ class LoRACausalLMShim(PyTorchShim):
     serialization: LoRA weights in safetensors, the base model identifier and config, the
     tokenizer, and (optionally) the base weights, never pickles."""
 
-    def __init__(self, model: Any = None, **kwargs):
+    def __init__(self, model: Any = None, dtype: Optional[str] = None, **kwargs):
         super().__init__(model, **kwargs)
+        #: The configured `dtype` (None: the one a saved model recorded): the config decides on load.
+        self.dtype = dtype
         self.tokenizer = None
         self.meta: Dict[str, Any] = {}
         self._base_dir: Optional[Path] = None
@@ -303,7 +305,7 @@ class LoRACausalLMShim(PyTorchShim):
         if not meta.get("initialized"):
             return self
         base_dir = path / "base" if meta["stored_base"] else None
-        self.load(meta["base_model"], meta["lora"], meta["dtype"], meta["stored_base"], None,
+        self.load(meta["base_model"], meta["lora"], self.dtype or meta["dtype"], meta["stored_base"], None,
                   base_dir=base_dir, tokenizer_dir=path / "tokenizer")
         self.meta["base_model"] = meta["base_model"]
         load_adapter(self._model, path / "adapter.safetensors")
@@ -414,8 +416,14 @@ def target_modules_for(config) -> List[str]:
 
 
 def resolve_dtype(dtype: str, device: torch.device) -> torch.dtype:
-    """The base weights' dtype on `device` for the `dtype` setting (see LoRAInstructionNER.v2)."""
-    return torch.float16 if dtype == "float16" else weights_dtype(dtype, device)
+    """The base weights' dtype on `device` for the `dtype` setting (see LoRAInstructionNER.v2).
+    "auto" is the package's precision setting on a GPU, but float32 on a CPU: there, a bf16 base
+    scored lower F1 on the CrossNER episodes (docs/benchmarks.md, table precision-fewshot)."""
+    if dtype == "float16":
+        return torch.float16
+    if check_precision(dtype) == "auto" and device.type == "cpu":
+        return torch.float32
+    return weights_dtype(dtype, device)
 
 
 def split_causal_lm(peft_model) -> Tuple[torch.nn.Module, torch.nn.Module]:
