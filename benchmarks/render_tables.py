@@ -348,7 +348,7 @@ def all_workflow(src: Sources, arg: str, prefix: str) -> str:
     run = _all_workflow(src)
     header, *rows = run["rows"]
     return table(header, rows, "l" + "r" * (len(header) - 1)) + note(
-        f"One run of `python -m spacy project run all .` with the committed defaults on a clean clone, {run['date']}:",
+        f"One run of `python -m spacy project run all .` with the defaults of {run['date']} on a clean clone:",
         f"the {run['machine']}, no GPU, default threads; {run['wall']} wall, peak RSS {run['rss']}.",
         "P/R/F1 and words/s are `spacy evaluate`'s on the test split.",
         f"Source: {source_link('all_workflow_minilm.md', prefix)}.",
