@@ -572,9 +572,9 @@ def precision_fewshot(src: Sources, arg: str, prefix: str) -> str:
         rows.append([f"{r['target']}, K = {r['k']}", CROSSNER_ROWS.get(r["row"], r["row"]),
                      " / ".join(f"{v:.2f}" for v in ref["f_episodes"]), " / ".join(f"{v:.2f}" for v in r["f_episodes"]),
                      mean_std(diffs, signed=True), f"{ref['sents_per_s']:.2f}", f"{r['sents_per_s']:.2f}"])
-    settings = {k: v for k, v in bf16["settings"].items() if k != "precision"}
-    differ = sorted(k for k in settings.keys() & src.json(f"{RESULTS}/fewshot_crossner.json")["settings"].keys()
-                    if k != "base_model" and settings[k] != src.json(f"{RESULTS}/fewshot_crossner.json")["settings"][k])
+    table_settings = src.json(f"{RESULTS}/fewshot_crossner.json")["settings"]
+    differ = sorted(k for k in bf16["settings"].keys() & table_settings.keys()
+                    if k != "base_model" and bf16["settings"][k] != table_settings[k])
     if differ:
         raise SourceError(f"{RESULTS}/{PRECISION_FEWSHOT}: settings {differ} differ from fewshot_crossner.json's")
     return table(["episodes", "row", "F1 per episode, fp32", "F1 per episode, bf16", "bf16 − fp32, paired", "query sentences/s fp32",

@@ -12,12 +12,9 @@ always saved in fp32.
 """
 import contextlib
 import functools
-import logging
-from typing import Any, ContextManager, Dict, Optional
+from typing import Any, ContextManager, Optional
 
 import torch
-
-logger = logging.getLogger(__name__)
 
 PRECISIONS = ("auto", "fp32", "bf16")
 #: Other spellings accepted for the same settings (the torch dtype names).
@@ -59,7 +56,11 @@ def autocast_dtype(precision: str, device: torch.device) -> Optional[torch.dtype
 
 def autocast(precision: str, device: torch.device) -> ContextManager:
     """`torch.autocast` for `precision` on `device` (a no-op context for fp32)."""
-    dtype = autocast_dtype(precision, device)
+    return autocast_to(autocast_dtype(precision, device), device)
+
+
+def autocast_to(dtype: Optional[torch.dtype], device: torch.device) -> ContextManager:
+    """`torch.autocast` to an already resolved `dtype` on `device` (None: a no-op context)."""
     if dtype is None:
         return contextlib.nullcontext()
     return torch.autocast(device_type=device.type, dtype=dtype)
@@ -69,15 +70,6 @@ def weights_dtype(precision: str, device: torch.device) -> torch.dtype:
     """The dtype for frozen weights under `precision`: bf16 where autocast would use it, else fp32.
     (Frozen weights stored in bf16 spare autocast a cast per call; trainable ones stay fp32.)"""
     return autocast_dtype(precision, device) or torch.float32
-
-
-def describe(precision: str, device: torch.device) -> Dict[str, Any]:
-    """What `precision` resolves to here, for logs and benchmark records."""
-    dtype = autocast_dtype(precision, device)
-    return {
-        "precision": check_precision(precision), "device": device.type,
-        "cpu_native_bf16": cpu_has_native_bf16(), "uses": "bf16" if dtype == torch.bfloat16 else "fp32",
-    }
 
 
 def to_fp32(value: Any) -> Any:
@@ -94,5 +86,5 @@ def to_fp32(value: Any) -> Any:
     return value
 
 
-__all__ = ["PRECISIONS", "check_precision", "cpu_has_native_bf16", "autocast_dtype", "autocast", "weights_dtype",
-           "describe", "to_fp32"]
+__all__ = ["PRECISIONS", "check_precision", "cpu_has_native_bf16", "autocast_dtype", "autocast", "autocast_to",
+           "weights_dtype", "to_fp32"]

@@ -3,7 +3,7 @@ import pytest
 import torch
 
 import spacy_msnr.precision as precision
-from spacy_msnr.precision import autocast, autocast_dtype, check_precision, describe, to_fp32, weights_dtype
+from spacy_msnr.precision import autocast, autocast_dtype, check_precision, to_fp32, weights_dtype
 
 CPU = torch.device("cpu")
 
@@ -17,9 +17,9 @@ def test_names_and_aliases():
 
 def test_auto_follows_the_cpu(monkeypatch):
     monkeypatch.setattr(precision, "cpu_has_native_bf16", lambda: True)
-    assert autocast_dtype("auto", CPU) == torch.bfloat16 and describe("auto", CPU)["uses"] == "bf16"
+    assert autocast_dtype("auto", CPU) == torch.bfloat16 and weights_dtype("auto", CPU) == torch.bfloat16
     monkeypatch.setattr(precision, "cpu_has_native_bf16", lambda: False)  # emulated bf16 is slower: fp32
-    assert autocast_dtype("auto", CPU) is None and describe("auto", CPU)["uses"] == "fp32"
+    assert autocast_dtype("auto", CPU) is None and weights_dtype("auto", CPU) == torch.float32
     assert weights_dtype("auto", CPU) == torch.float32
     # an explicit choice is taken whatever the CPU
     assert autocast_dtype("bf16", CPU) == torch.bfloat16 and weights_dtype("bf16", CPU) == torch.bfloat16

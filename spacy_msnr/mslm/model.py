@@ -21,7 +21,7 @@ from thinc.layers.pytorchwrapper import forward as pytorch_forward
 from transformers import AutoModelForMaskedLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
 from ..precision import autocast_dtype as precision_dtype
-from ..precision import check_precision
+from ..precision import autocast_to, check_precision
 from .loss import MaskSpecificLoss, TaggerLoss, Weighting
 from .masking import EncodedSeq, MaskedBatch, Masker, Replacer, check_tokenizer, mask_batch
 
@@ -77,8 +77,6 @@ class MLMShim(PyTorchShim):
     """
 
     def __init__(self, model: torch.nn.Module, precision: str = "fp32", gpu_dtype: Optional[str] = None):
-        if gpu_dtype is not None and gpu_dtype not in AUTOCAST_DTYPES:
-            raise ValueError(f"autocast_dtype must be one of {sorted(AUTOCAST_DTYPES)}, got {gpu_dtype!r}")
         super().__init__(model, mixed_precision=False, device=torch.device("cpu"),
                          serialize_model=_serialize_module, deserialize_model=_deserialize_module)
         self.precision = check_precision(precision)
@@ -92,8 +90,7 @@ class MLMShim(PyTorchShim):
         return precision_dtype(self.precision, device)
 
     def _autocast(self):
-        dtype = self.autocast_dtype()
-        return torch.autocast(device_type=self.device.type, dtype=dtype or torch.bfloat16, enabled=dtype is not None)
+        return autocast_to(self.autocast_dtype(), self.device)
 
     def predict(self, inputs: ArgsKwargs) -> Any:
         self._model.eval()
