@@ -4,6 +4,7 @@ test scores the workflow wrote (the package beside spaCy's CNN `ner`), as JSON.
 
     python benchmarks/workflow_run.py --workflow all --output benchmarks/results/workflow_all.json \
         [--work benchmarks/work/workflow_all] [--vars.NAME VALUE ...]
+    python benchmarks/workflow_run.py ... --skip train-cnn evaluate-cnn compare   # some steps left out
     python benchmarks/workflow_run.py --summarize-only --work W --output O [--omp-threads N]   # re-read W into O
 
 The JSON also keeps the transformer + ner budget the run trained with (training/ner/model-best's
@@ -72,6 +73,8 @@ def main() -> None:
     parser.add_argument("--output", type=Path, required=True)
     parser.add_argument("--wheel-cache", type=Path, default=ROOT / "assets" / "models" / "wheels")
     parser.add_argument("--summarize-only", action="store_true", help="Run nothing: add what --work holds to the --output JSON")
+    parser.add_argument("--skip", nargs="*", default=[], metavar="STEP",
+                        help="Steps of the workflow not to run (e.g. train-cnn evaluate-cnn compare when only the package is compared)")
     parser.add_argument("--omp-threads", help="With --summarize-only: the OMP_NUM_THREADS the run had (a run records its own)")
     args, overrides = parser.parse_known_args()
     if args.summarize_only:
@@ -95,6 +98,10 @@ def main() -> None:
     import srsly
 
     steps: List[str] = srsly.read_yaml(project / "project.yml")["workflows"][args.workflow]
+    unknown = sorted(set(args.skip) - set(steps))
+    if unknown:
+        sys.exit(f"--skip: {', '.join(unknown)} not in workflow {args.workflow}: {', '.join(steps)}")
+    steps = [step for step in steps if step not in args.skip]
     load_before = os.getloadavg()
     started = datetime.now(timezone.utc)
     rows = []
@@ -110,7 +117,7 @@ def main() -> None:
                      "peak_rss_mib": round(after.ru_maxrss / 1024)})
         print(f"--- {step}: {seconds / 60:.1f} min", flush=True)
     out = {
-        "workflow": args.workflow, "overrides": overrides, "date": started.date().isoformat(),
+        "workflow": args.workflow, "overrides": overrides, "skipped": args.skip, "date": started.date().isoformat(),
         "steps": rows, "total_seconds": round(sum(r["seconds"] for r in rows), 1),
         "peak_rss_mib": max(r["peak_rss_mib"] for r in rows),
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "load_before": [round(x, 2) for x in load_before],
