@@ -2,7 +2,7 @@
 
     python benchmarks/mslm_learning_curve.py [--out benchmarks/results/mslm_learning_curve.png]
 
-Reads the committed `mslm_ablation.py` results that `render_tables.py` renders as the
+Reads the committed `mslm_ablation.py` results that `docgen/mslm.py` renders as the
 `mslm-learning-curve` table (its CURVE_FILES below 100 % labelled, ABLATION_FILES at 100 %), so
 the plot and the table show the same cells: per dataset and labelled fraction, mean ± std over
 the seeds of no adaptation, uniform MLM, MSLM (ELM rate 1) and spaCy's CNN `ner`, each where it
@@ -15,7 +15,9 @@ from pathlib import Path
 from typing import Dict, List, Tuple
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from render_tables import CURVE_MSLM, DATASETS, RESULTS, ROOT, Sources, curve_cells  # noqa: E402
+from docgen import Sources  # noqa: E402  (benchmarks/docgen: the tables of the docs)
+from docgen.mslm import CURVE_MSLM, DATASETS, curve_cells  # noqa: E402
+from docgen.sources import RESULTS, ROOT  # noqa: E402
 
 #: (result key, legend label, colour) of the curves, in drawing order.
 ROWS = (("none", "no adaptation", "#8172b3"), ("uniform", "uniform MLM", "#55a868"),

@@ -9,7 +9,7 @@ BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 
 
 def _module():
-    sys.path.insert(0, str(BENCHMARKS))  # the script imports render_tables beside it
+    sys.path.insert(0, str(BENCHMARKS))  # the script imports benchmarks/docgen beside it
     spec = importlib.util.spec_from_file_location("mslm_learning_curve_under_test", BENCHMARKS / "mslm_learning_curve.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
@@ -18,7 +18,7 @@ def _module():
 
 def test_points_are_mean_and_std_per_fraction(tmp_path):
     curve = _module()
-    from render_tables import ABLATION_FILES, CURVE_FILES
+    from docgen.mslm import ABLATION_FILES, CURVE_FILES
     results = tmp_path / curve.RESULTS
     results.mkdir(parents=True)
     cell = lambda f1: {"ner": {"f1": f1}, "sens": {}}  # noqa: E731
@@ -44,7 +44,7 @@ def test_points_are_mean_and_std_per_fraction(tmp_path):
 
 def test_table_pairs_mslm_with_uniform_on_the_seeds_both_ran(tmp_path):
     curve = _module()
-    import render_tables
+    from docgen import mslm as render_tables
 
     results = tmp_path / curve.RESULTS
     results.mkdir(parents=True)
@@ -58,7 +58,7 @@ def test_table_pairs_mslm_with_uniform_on_the_seeds_both_ran(tmp_path):
     }))
     for other in render_tables.ABLATION_FILES:
         (results / other).write_text("{}")
-    text = render_tables.mslm_learning_curve(render_tables.Sources(tmp_path), "", "")
+    text = render_tables.mslm_learning_curve(curve.Sources(tmp_path), "", "")
     row = next(line for line in text.splitlines() if line.startswith(f"| NCBI-disease | {100 * fraction:g} %"))
     cols = [c.strip() for c in row.strip("|").split("|")]
     # none, uniform (its seed named), MSLM, MSLM − none paired (+1, +2), MSLM − uniform (74.0 − 73.5), CNN, seeds

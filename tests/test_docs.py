@@ -19,10 +19,15 @@ RENDER = ROOT / "benchmarks" / "render_tables.py"
 
 
 def load_render():
+    """benchmarks/render_tables.py (it puts benchmarks/ on sys.path, so `docgen` imports after it)."""
     spec = importlib.util.spec_from_file_location("render_tables", RENDER)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+render = load_render()
+import docgen  # noqa: E402  (benchmarks/docgen: one module a page)
 
 
 def code_blocks(text: str, lang: str) -> List[str]:
@@ -52,7 +57,6 @@ def repo_copy(tmp_path_factory) -> Path:
 
 
 def test_a_tampered_table_is_detected(repo_copy):
-    render = load_render()
     page = repo_copy / "docs" / "benchmarks.md"
     original = page.read_text(encoding="utf8")
     block = re.search(r"<!-- table:fewshot-crossner -->\n(.*?)<!-- /table:fewshot-crossner -->", original, re.S)
@@ -72,7 +76,6 @@ def test_a_tampered_table_is_detected(repo_copy):
 
 
 def test_a_changed_source_changes_the_table(repo_copy):
-    render = load_render()
     source = repo_copy / "benchmarks" / "results" / "workflow_all.json"  # the headline's NCBI-disease run
     original = source.read_text(encoding="utf8")
     data = json.loads(original)
@@ -87,8 +90,7 @@ def test_a_changed_source_changes_the_table(repo_copy):
 
 
 def test_ablation_note_says_which_files_adapted_which_base_build(tmp_path):
-    render = load_render()
-    results = tmp_path / render.RESULTS
+    results = tmp_path / docgen.sources.RESULTS
     results.mkdir(parents=True)
     head = "new MLM head warmed up alone for 100 steps: held-out MLM loss"
     builds = {"a.json": f"/x/enc (/x/assets/enc, 5 params; {head} 9.0 -> 6.0)",
@@ -98,47 +100,44 @@ def test_ablation_note_says_which_files_adapted_which_base_build(tmp_path):
         (results / name.replace(".json", ".md")).write_text(
             f"adaptation  NCBI-disease F1\nbudget: 5 steps\nbase: {base}\n"
             "Machine: box; one torch thread a process\nmean ± std over seeds [0, 1]\n", encoding="utf8")
-    text = render._ablation_notes(render.Sources(tmp_path), list(builds), "")
+    text = docgen.mslm._ablation_notes(docgen.sources.Sources(tmp_path), list(builds), "")
     assert (f"Base, in separate builds: enc, 5 params; {head} 9.0 -> 6.0 (`a.json`, `c.json`); "
             "held-out MLM loss 9.5 -> 6.5 (`b.json`). Machine: box") in " ".join(text.split())
-    one = render._ablation_notes(render.Sources(tmp_path), ["a.json", "c.json"], "")
+    one = docgen.mslm._ablation_notes(docgen.sources.Sources(tmp_path), ["a.json", "c.json"], "")
     assert f"Base: enc, 5 params; {head} 9.0 -> 6.0. Machine" in " ".join(one.split())
 
 
 def test_ablation_table_pairs_mslm_with_each_baseline_that_ran():
-    render = load_render()
     cell = lambda f1: {"ner": {"f1": f1}, "sens": {"term_acc": 0.1}}  # noqa: E731
     d = "NCBI-disease-IOB"
     cells = {(d, "uniform", 0): cell(80.0), (d, "uniform", 1): cell(81.0), (d, "span", 0): cell(82.0),
              (d, "span", 1): cell(80.0), (d, "mslm", 0): cell(83.0), (d, "mslm", 1): cell(82.0)}
-    text = render._ablation_table(cells, [d], ["f1"], render.methods_of(cells), "uniform")
+    text = docgen.mslm._ablation_table(cells, [d], ["f1"], docgen.mslm.methods_of(cells), "uniform")
     rows = {line.split("|")[1].strip(): line.split("|")[2].strip() for line in text.splitlines() if "paired" in line}
     assert rows == {"**MSLM, the paper's setting − uniform MLM** (paired by seed)": "**+2.00 ± 1.41**",  # (+3, +1)
                     "**MSLM, the paper's setting − span masking** (paired by seed)": "**+1.50 ± 0.71**"}  # (+1, +2)
 
 
 def test_fewshot_margins_take_the_best_peer_measured_on_as_many_episodes():
-    render = load_render()
     row = lambda mean, std, episodes=3: {"f_mean": mean, "f_std": std, "episodes": episodes}  # noqa: E731
     cells = {("politics", 5, "source_full"): row(20.0, 2.0), ("politics", 5, "spacy_ner_source"): row(25.0, 1.0),
              ("politics", 5, "spacy_trf_source"): row(22.0, 9.0), ("politics", 5, "in_context"): row(40.0, 0.0, 1),
              ("ai", 5, "source_full"): row(18.0, 4.0), ("ai", 5, "spacy_ner_source"): row(16.0, 3.0),
              ("ai", 5, "spacy_ner"): row(30.0, 1.0)}  # support-only spaCy is not a fair peer
-    margins = {m["domain"]: m for m in render.fewshot_margins({"cells": cells, "domains": ["politics", "ai"]})}
+    margins = {m["domain"]: m for m in docgen.fewshot.fewshot_margins({"cells": cells, "domains": ["politics", "ai"]})}
     assert margins["politics"]["peer"] == "spacy_ner_source"  # in_context ran one episode of three: not counted
     assert margins["politics"]["margin"] == pytest.approx(-5.0) and margins["politics"]["spread"] == pytest.approx(2.0)
-    assert render.margin_reading(-5.0, 2.0) == "behind, beyond the spread"
+    assert docgen.fewshot.margin_reading(-5.0, 2.0) == "behind, beyond the spread"
     assert margins["ai"]["peer"] == "spacy_ner_source" and margins["ai"]["margin"] == pytest.approx(2.0)
-    assert render.margin_reading(2.0, 4.0) == "ahead, within the spread"
+    assert docgen.fewshot.margin_reading(2.0, 4.0) == "ahead, within the spread"
 
 
 def test_source_stage_cells_group_by_stage_kind_and_negative_rate():
-    render = load_render()
     plain = {"source": {"settings": {"source_steps": 60, "negative_rate": 1.0}}}
     longer = {"source": {"settings": {"source_steps": 120, "source_without_fgm": True}}}
     episodic = {"source": {"settings": {"source_steps": 60, "source_negative_rate": 1.0, "source_n_way": 5}}}
     halved = {"source": {"settings": {"source_steps": 60, "source_negative_rate": 0.5, "source_n_way": 5}}}
-    stages = render.source_stage_cells({
+    stages = docgen.fewshot.source_stage_cells({
         ("politics", 5, "source_zero"): plain, ("science", 5, "source_zero"): longer,  # not the table's plain stage
         ("politics", 5, "source_full"): plain,  # episodes with FGM: not compared
         ("politics", 5, "episodic_no_fgm"): episodic, ("politics", 5, "episodic_no_fgm", 0.5): halved,
@@ -149,44 +148,41 @@ def test_source_stage_cells_group_by_stage_kind_and_negative_rate():
 
 
 def test_a_later_run_over_more_episodes_replaces_a_cell_only_when_its_first_episodes_agree():
-    render = load_render()
     one = {"f_mean": 10.79, "episodes": 1, "f_episodes": [10.79]}
-    assert render._more_episodes(one, {"f_mean": 9.0, "episodes": 3, "f_episodes": [10.79, 7.1, 9.11]})
-    assert not render._more_episodes(one, {"f_mean": 9.0, "episodes": 3, "f_episodes": [10.5, 7.1, 9.4]})  # other episode 1
-    assert not render._more_episodes(one, {"f_mean": 10.79, "episodes": 1, "f_episodes": [10.79]})  # not more
-    assert not render._more_episodes({"f_mean": 10.79, "episodes": 1}, {"f_mean": 9.0, "episodes": 3, "f_episodes": [10.79, 7.1, 9.11]})
+    assert docgen.fewshot._more_episodes(one, {"f_mean": 9.0, "episodes": 3, "f_episodes": [10.79, 7.1, 9.11]})
+    assert not docgen.fewshot._more_episodes(one, {"f_mean": 9.0, "episodes": 3, "f_episodes": [10.5, 7.1, 9.4]})  # other episode 1
+    assert not docgen.fewshot._more_episodes(one, {"f_mean": 10.79, "episodes": 1, "f_episodes": [10.79]})  # not more
+    assert not docgen.fewshot._more_episodes({"f_mean": 10.79, "episodes": 1}, {"f_mean": 9.0, "episodes": 3, "f_episodes": [10.79, 7.1, 9.11]})
 
 
 def test_source_stages_compare_across_results_written_before_and_after_a_setting_existed():
-    render = load_render()
     older = {"source": {"settings": {"source_steps": 60, "negative_rate": 1.0}}}  # before source_negative_rate and _without_fgm
     episodic = {"source": {"settings": {"source_steps": 60, "source_negative_rate": 1.0, "source_without_fgm": False,
                                         "source_n_way": 5, "source_k_shot": 5, "source_pool": ["ai", "politics"]}}}
-    assert render._source_settings(older) == render._source_settings(episodic)
-    assert render._source_settings(older) != render._source_settings(
+    assert docgen.fewshot._source_settings(older) == docgen.fewshot._source_settings(episodic)
+    assert docgen.fewshot._source_settings(older) != docgen.fewshot._source_settings(
         {"source": {"settings": {"source_steps": 60, "source_negative_rate": 1.0, "source_without_fgm": True}}})
-    assert render._source_settings(older) != render._source_settings(
+    assert docgen.fewshot._source_settings(older) != docgen.fewshot._source_settings(
         {"source": {"settings": {"source_steps": 60, "source_negative_rate": 0.5}}})
 
 
 def test_mslm_verdict_pairs_by_seed_and_bolds_gains_on_every_seed(tmp_path, monkeypatch):
-    render = load_render()
-    results = tmp_path / render.RESULTS
+    results = tmp_path / docgen.sources.RESULTS
     results.mkdir(parents=True)
     (tmp_path / "configs").mkdir()
     (tmp_path / "configs" / "mslm.cfg").write_text(
         '[model]\n[model.masker]\nelm_rate = 1.0\nblm_rate = 0.15\n[model.weighting]\n@msnr_weightings = "spacy_msnr.softmax_share.v1"\n', encoding="utf8")
     cell = lambda f1: {"ner": {"f1": f1}, "sens": {}}  # noqa: E731
-    d, best = "NCBI-disease-IOB", render.CURVE_MSLM
+    d, best = "NCBI-disease-IOB", docgen.mslm.CURVE_MSLM
     (results / "full.json").write_text(json.dumps({  # MSLM − none: +1.5, +1.0 (every seed); − uniform: +2, −1
         f"{d}/none/0": cell(80.0), f"{d}/none/1": cell(81.0), f"{d}/uniform/0": cell(79.5), f"{d}/uniform/1": cell(83.0),
         f"{d}/{best}/0": cell(81.5), f"{d}/{best}/1": cell(82.0)}), encoding="utf8")
     (results / "quarter.json").write_text(json.dumps({  # − none: −1, +2 (seeds disagree); no uniform
         f"{d}/none/0": cell(70.0), f"{d}/none/1": cell(70.0), f"{d}/{best}/0": cell(69.0), f"{d}/{best}/1": cell(72.0)}),
         encoding="utf8")
-    monkeypatch.setattr(render, "ABLATION_FILES", ("full.json",))
-    monkeypatch.setattr(render, "CURVE_FILES", ((0.25, "quarter.json"),))
-    text = render.mslm_verdict(render.Sources(tmp_path), "", "")
+    monkeypatch.setattr(docgen.mslm, "ABLATION_FILES", ("full.json",))
+    monkeypatch.setattr(docgen.mslm, "CURVE_FILES", ((0.25, "quarter.json"),))
+    text = docgen.readme.mslm_verdict(docgen.sources.Sources(tmp_path), "", "")
     rows = {}
     for line in text.splitlines():
         if line.startswith("| ") and "%" in line.split("|")[1]:
@@ -206,8 +202,7 @@ FIGURE = re.compile(r"±|(?<![\w.])[+−-]?\d+\.\d\d(?!\d)")
 def test_no_measured_figure_is_typed_outside_generated_blocks(page):
     """Figures in README and docs come from the benchmarks' results: outside a generated block (and
     outside code) a page may cite a row, not copy its number."""
-    render = load_render()
-    text = render.BLOCK.sub("", page.read_text(encoding="utf8"))
+    text = docgen.blocks.BLOCK.sub("", page.read_text(encoding="utf8"))
     text = re.sub(r"^```.*?^```", "", text, flags=re.S | re.M)
     text = re.sub(r"`[^`\n]*`", "", text)
     typed = [line.strip() for line in text.splitlines() if FIGURE.search(line)]
@@ -217,20 +212,18 @@ def test_no_measured_figure_is_typed_outside_generated_blocks(page):
 
 
 def test_a_source_that_lost_what_a_block_reads_stops_the_script(repo_copy):
-    render = load_render()
     source = repo_copy / "benchmarks" / "results" / "fewshot_workflow.md"
     original = source.read_text(encoding="utf8")
     source.write_text(original.replace("Machine:", "Box:"), encoding="utf8")
     try:
-        with pytest.raises(render.SourceError, match="fewshot_workflow.md"):
+        with pytest.raises(docgen.sources.SourceError, match="fewshot_workflow.md"):
             render.process(repo_copy, check=True)
     finally:
         source.write_text(original, encoding="utf8")
 
 
 def test_hand_written_var_meanings_carry_no_figures():
-    render = load_render()
-    for name, meaning in render.VAR_MEANINGS.items():
+    for name, meaning in docgen.project.VAR_MEANINGS.items():
         prose = re.sub(r"`[^`]*`", "", meaning)  # names in code spans (`BC5CDR-IOB`) are not figures
         assert not re.search(r"\d", prose), f"VAR_MEANINGS[{name!r}] holds a figure: {meaning!r}"
 

@@ -1,0 +1,53 @@
+"""Formatting helpers of the generated tables: cells, Markdown tables, mean ± std, notes, links."""
+import statistics
+from typing import Any, Iterable, Optional, Sequence
+
+from .sources import RESULTS
+
+
+# -- formatting -------------------------------------------------------------------------------------
+def cell(text: Any) -> str:
+    """A table cell from plain text: `|` escaped, and `<`/`>` outside code spans as entities."""
+    parts = str(text).split("`")
+    for i, part in enumerate(parts):
+        part = part.replace("|", "\\|")
+        parts[i] = part if i % 2 else part.replace("<", "&lt;").replace(">", "&gt;")
+    return "`".join(parts)
+
+
+def table(header: Sequence[str], rows: Iterable[Sequence[Any]], align: Optional[str] = None) -> str:
+    """A Markdown table; `align` holds one of l/r per column (default: all left)."""
+    rule = ["---:" if a == "r" else "---" for a in (align or "l" * len(header))]
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join(rule) + "|"]
+    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def mean_std(values: Sequence[float], digits: int = 2, signed: bool = False, of: Optional[int] = None) -> str:
+    """'mean ± sample std' ('(n = k)' added when fewer than `of` values); '–' for none."""
+    if not values:
+        return "–"
+    sign = "+" if signed else ""
+    mean = statistics.mean(values)
+    if len(values) == 1:
+        out = f"{mean:{sign}.{digits}f}"
+    else:
+        out = f"{mean:{sign}.{digits}f} ± {statistics.stdev(values):.{digits}f}"
+    if of is not None and len(values) < of:
+        out += f" (n = {len(values)})"
+    return out.replace("-", "−")
+
+
+def signed(value: float, digits: int = 2) -> str:
+    return f"{value:+.{digits}f}".replace("-", "−")
+
+
+def note(*parts: str) -> str:
+    """A caption line under a table."""
+    return "\n\n" + " ".join(p.strip() for p in parts if p)
+
+
+def source_link(name: str, prefix: str) -> str:
+    return f"[`{name}`]({prefix}{RESULTS}/{name})"
+
+
