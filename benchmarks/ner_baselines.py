@@ -10,7 +10,9 @@ benchmarks/results/ner_baselines.{json,md}.
     python benchmarks/ner_baselines.py --trf-steps 300 --trf-lr 3e-4 --adapted training/mslm
 """
 import json
+import os
 import time
+from datetime import date
 from pathlib import Path
 from typing import Dict, List
 
@@ -45,6 +47,7 @@ def main(
     work: Path = typer.Option(ROOT / "benchmarks" / "work" / "ner_baselines", help="Scratch folder"),
     base_model: str = typer.Option(str(ROOT / "assets" / "models" / "minilm-l6"), help="Unadapted masked LM or encoder for the transformer; 'local' builds the small local base"),
     adapted: str = typer.Option("", help="An MSLM-adapted model directory for a third row (e.g. training/mslm)"),
+    adapted_note: str = typer.Option("", help="How --adapted was made, for the table's note (e.g. 'head warm-up 100 + MSLM 100 steps')"),
     base_seconds: float = typer.Option(150, help="Pretraining budget of the local base"),
     cnn_steps: int = typer.Option(0, help="Max steps for the CNN (0: until early stopping)"),
     trf_steps: int = typer.Option(300, help="Max steps for the transformer pipelines"),
@@ -89,7 +92,10 @@ def main(
     print("\n".join(lines))
     results = ROOT / "benchmarks" / "results"
     results.mkdir(parents=True, exist_ok=True)
-    (results / "ner_baselines.json").write_text(json.dumps({"dataset": dataset, "trf_steps": trf_steps, "trf_lr": trf_lr, "rows": rows}, indent=2))
+    facts = {"adapted": adapted_note or adapted, "seed": 0, "date": date.today().isoformat(),  # seed: configs' system.seed
+             "machine": f"a {os.cpu_count()}-core CPU machine", "threads": f"OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')}"}
+    (results / "ner_baselines.json").write_text(json.dumps({"dataset": dataset, "trf_steps": trf_steps, "trf_lr": trf_lr, "rows": rows, **facts},
+                                                           indent=2))
     (results / "ner_baselines.md").write_text("\n".join(lines) + "\n")
 
 

@@ -14,9 +14,9 @@ from .workflow import run_machine, run_options, run_overrides, steps_table
 
 
 def crossner_cells(src: Sources) -> Dict[str, Any]:
-    rel = f"{RESULTS}/fewshot_crossner.md"
     data = src.json(f"{RESULTS}/fewshot_crossner.json")
     cells = {(r["target"], r["k"], r["row"]): r for r in data["rows"]}
+    ours = next((c for c in data["rows"] if c["row"] == "source_full"), None)
     # Rows run later on the same episodes (benchmarks/fewshot_crossner.py --results-name fewshot_peers /
     # fewshot_losses / ...): taken when their episode settings agree, and a cell both have must agree.
     for peers_rel in (f"{RESULTS}/fewshot_peers.json", f"{RESULTS}/fewshot_losses.json", f"{RESULTS}/fewshot_episodic.json",
@@ -38,7 +38,6 @@ def crossner_cells(src: Sources) -> Dict[str, Any]:
                     raise SourceError(f"{peers_rel}: {key} scores {r['f_mean']:.2f}, the table {cells[key]['f_mean']:.2f}: not the same episodes")
             else:
                 cells[key] = r
-            ours = next((c for c in data["rows"] if c["row"] == "source_full"), None)
             if "source" in r and ours and _source_settings(ours) != _source_settings(r):
                 raise SourceError(f"{peers_rel}: {key} had another source stage than fewshot_crossner.json's")
             if "target_stage" in r and ours and r["target_stage"] != ours["target_stage"]:
@@ -47,11 +46,21 @@ def crossner_cells(src: Sources) -> Dict[str, Any]:
         "settings": data["settings"],
         "cells": cells,
         "domains": sorted({r["target"] for r in data["rows"]}, key=["politics", "science", "ai"].index),
-        "machine": src.find(rel, r"on (a \d+-core CPU[^.;]*)"),
-        "threads": src.find(rel, r"with (OMP_NUM_THREADS=\d+)"),
-        "source": src.find(rel, r"Source stage of the source_\* rows: (.+?), last losses"),
-        "target": src.find(rel, r"Target stage of source_full[^:]*: (.+?) \(fresh"),
+        "machine": data["machine"],
+        "threads": data["threads"],
+        "source": source_stage_text(ours["source"]) if ours else "–",
+        "source_settings": _source_settings(ours) if ours else None,
+        "target": f"lr {ours['target_stage']['lr']}, negative_rate {ours['target_stage']['negative_rate']}" if ours else "–",
     }
+
+
+def source_stage_text(source: Dict[str, Any]) -> str:
+    """What a plain source stage was: corpus, types, sentences, updates, time (as fewshot_crossner.md says it)."""
+    cfg = _source_settings({"source": source})
+    method = "without FGM" if cfg["source_without_fgm"] else "full method"
+    return (f"{cfg['source']} ({', '.join(source['labels'])}), {source['sentences']} sentences, {cfg['source_steps']} updates of "
+            f"{cfg['source_batch_size']} at lr {cfg['source_lr']}, negative_rate {cfg['source_negative_rate']} ({method}), "
+            f"{source['train_s']:.0f} s ({source['s_per_update']:.1f} s/update)")
 
 
 def _more_episodes(old: Dict[str, Any], new: Dict[str, Any]) -> bool:

@@ -1,5 +1,4 @@
 """The README's blocks: the headline table and the MSLM and few-shot verdicts."""
-import re
 from typing import Sequence
 
 from .sources import RESULTS, Sources, SourceError
@@ -67,9 +66,9 @@ def headline(src: Sources, arg: str, prefix: str) -> str:
         ["", "zero-shot SmolLM2-135M-Instruct", per_domain("zero_shot")],
     ]
     out = table(["test set", "pipeline", "F1"], rows)
-    source = re.search(r"^(\w+) \(.*?(\d+ updates of \d+ at lr [\d.]+)", few["source"])
-    if not source:
-        raise SourceError(f"{RESULTS}/fewshot_crossner.md: no 'N updates of B at lr X' in the source-stage note")
+    source = few["source_settings"]
+    if source is None:
+        raise SourceError(f"{RESULTS}/fewshot_crossner.json: no source_full row (its source stage is named here)")
     return out + note(
         f"NCBI-disease: one run (no spread measured) of `spacy project run all` with its defaults, {run['date']},"
         + ("" if recorded is None or "ner_budget" in recorded else " before the transformer + `ner` budget followed the data (`train-budget`; a fixed step count then),"),
@@ -79,7 +78,7 @@ def headline(src: Sources, arg: str, prefix: str) -> str:
         "labels: there it is within the seed spread of no adaptation (the MSLM verdict below); `--vars.trf_model training/base`",
         "switches it off and saves the `mslm` step.",
         f"CrossNER: micro-F1 mean ± std over {next(iter(few['cells'].values()))['episodes']} episodes a domain, the same support sets",
-        f"and {s['query_limit']} seeded test sentences for every row; source stage: {source.group(1)}, {source.group(2)}; {few['machine']}.",
+        f"and {s['query_limit']} seeded test sentences for every row; source stage: {source['source']}, {source['source_steps']} updates of {source['source_batch_size']} at lr {source['source_lr']}; {few['machine']}.",
         f"Budgets, repeated runs and every other row: [docs/benchmarks.md]({prefix}docs/benchmarks.md).",
     )
 

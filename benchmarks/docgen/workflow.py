@@ -1,5 +1,4 @@
 """Tables of docs/benchmarks.md on the workflows: the `all` runs, transformer + `ner` budgets and baselines, fp32 against bf16."""
-import re
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import srsly
@@ -7,21 +6,13 @@ import srsly
 from .sources import RESULTS, Sources
 from .format import note, signed, source_link, table
 from .blocks import block
-from .sources import md_tables, table_after
 
 
 # The `all` workflow and spaCy's CNN on NCBI-disease ---------------------------------------------------
 def first_all_run(src: Sources) -> Dict[str, Any]:
-    rel = f"{RESULTS}/all_workflow_minilm.md"
-    rows = md_tables(src.text(rel))[0]
-    return {
-        "rel": rel,
-        "rows": rows,
-        "machine": src.find(rel, r"the (quiet [^,]+, [^,]+ CPU workplace machine), no GPU", flat=True),
-        "date": src.find(rel, r"(\d{4}-\d\d-\d\d)"),
-        "wall": src.find(rel, r"(\d+ min \d+ s) wall"),
-        "rss": src.find(rel, r"peak RSS ([\d.]+ GB)"),
-    }
+    """The first timed `all` run (a record made by hand): its table rows (header first) and facts."""
+    run = src.json(f"{RESULTS}/all_workflow_minilm.json")
+    return {**run, "rows": [run["columns"], *run["rows"]]}
 
 
 @block("all-workflow")
@@ -30,9 +21,9 @@ def all_workflow(src: Sources, arg: str, prefix: str) -> str:
     header, *rows = run["rows"]
     return table(header, rows, "l" + "r" * (len(header) - 1)) + note(
         f"One run of `python -m spacy project run all .` with the defaults of {run['date']} on a clean clone:",
-        f"the {run['machine']}, no GPU, default threads; {run['wall']} wall, peak RSS {run['rss']}.",
+        f"the {run['machine']}, no GPU, default threads; {run['wall']} wall, peak RSS {run['peak_rss']}.",
         "P/R/F1 and words/s are `spacy evaluate`'s on the test split.",
-        f"Source: {source_link('all_workflow_minilm.md', prefix)}.",
+        f"Source: {source_link('all_workflow_minilm.json', prefix)} (the run's record: {source_link('all_workflow_minilm.md', prefix)}).",
     )
 
 
@@ -237,29 +228,22 @@ PRECISION_STEPS = ("mslm", "train", "evaluate", "visualize")
 
 @block("ner-runs")
 def ner_runs(src: Sources, arg: str, prefix: str) -> str:
-    rel = f"{RESULTS}/ner_budget_minilm.md"
-    section = "## 2026-11-27: batching"
-    header, *rows = table_after(src, rel, section)
+    runs = src.json(f"{RESULTS}/ner_budget_minilm.json")
+    header, rows = runs["columns"], runs["rows"]
     keep = [header.index(h) for h in ("run", "base given to `transformer`", "batches", "test P", "test R", "test F1", "train wall s")]
     body = [[r[i].replace("**", "") for i in keep] for r in rows]
-    text = src.text(rel)
-    machine = src.find(rel, r"Machine: (.+?)\n\n", flags=re.S)
-    runs = src.find(rel, r"Runs \((.+?)\):", text=text[text.find(section):])
     return table([header[i] for i in keep], body, "lllrrrr") + note(
-        f"Machine: {machine}", f"Runs: {runs}.", f"Source: {source_link('ner_budget_minilm.md', prefix)}.",
+        f"Machine: {runs['machine']}", f"Runs: {runs['runs']}.",
+        f"Source: {source_link('ner_budget_minilm.json', prefix)} (the runs' record: {source_link('ner_budget_minilm.md', prefix)}).",
     )
 
 
 @block("ner-baselines")
 def ner_baselines(src: Sources, arg: str, prefix: str) -> str:
     data = src.json(f"{RESULTS}/ner_baselines.json")
-    rel = f"{RESULTS}/ner_baselines.md"
     rows = [[r["pipeline"], f"{r['train_minutes']:.1f}", f"{r['P']:.2f}", f"{r['R']:.2f}", f"{r['F1']:.2f}"] for r in data["rows"]]
-    adapted = src.find(rel, r"\((head warm-up[^)]*)\)")
-    seeds = src.find(rel, r"(Seed \d+, all three rows)")
-    date = src.find(rel, r"Run (\d{4}-\d\d-\d\d)")
-    machine = src.find(rel, r"Run \d{4}-\d\d-\d\d on (the .+?) \(no GPU\)", flat=True)
-    threads = src.find(rel, r"\(no GPU\), (one torch thread .+?job beside it)", flat=True)
+    adapted, date, machine, threads = data["adapted"], data["date"], data["machine"], data["threads"]
+    seeds = f"Seed {data['seed']}, all three rows"
     return table(["pipeline", "train min", "P", "R", "F1"], rows, "lrrrr") + note(
         f"{data['dataset']} test split; transformer rows: {data['trf_steps']} steps at a peak learning rate of {data['trf_lr']}",
         f"(`configs/ner_trf.cfg`); the adapted row reads the `all` workflow's `training/mslm` ({adapted}).",
