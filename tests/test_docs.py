@@ -212,11 +212,11 @@ def test_no_measured_figure_is_typed_outside_generated_blocks(page):
 
 
 def test_a_source_that_lost_what_a_block_reads_stops_the_script(repo_copy):
-    source = repo_copy / "benchmarks" / "results" / "fewshot_workflow.md"
+    source = repo_copy / "benchmarks" / "results" / "fewshot_workflow.json"
     original = source.read_text(encoding="utf8")
-    source.write_text(original.replace("Machine:", "Box:"), encoding="utf8")
+    source.write_text(original.replace('"machine":', '"box":'), encoding="utf8")
     try:
-        with pytest.raises(docgen.sources.SourceError, match="fewshot_workflow.md"):
+        with pytest.raises(docgen.sources.SourceError, match="fewshot_workflow.json: no 'machine'"):
             render.process(repo_copy, check=True)
     finally:
         source.write_text(original, encoding="utf8")

@@ -1,6 +1,5 @@
 """Tables of docs/fewshot.md: CrossNER episodes, fair peers, margins, source stages, the `fewshot` workflow."""
 import json
-import re
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
@@ -9,7 +8,6 @@ import srsly
 from .sources import RESULTS, Sources, SourceError
 from .format import mean_std, note, signed, source_link, table
 from .blocks import block
-from .sources import table_after
 from .workflow import run_machine, run_options, run_overrides, steps_table
 
 
@@ -403,22 +401,14 @@ def fewshot_decode_prefix(src: Sources, arg: str, prefix: str) -> str:
 
 @block("fewshot-workflow")
 def fewshot_workflow(src: Sources, arg: str, prefix: str) -> str:
-    rel = f"{RESULTS}/fewshot_workflow.md"
-    pairs = src.find(rel, r"Per episode \(fewshot_ner / spaCy `ner`[^)]*\):\s*(.+?)\.\s", flags=re.S)
-    episodes = [p.split(" / ") for p in pairs.split(", ")]
-    rows = []
-    for i, (name, pattern) in enumerate([("`fewshot_ner` (source stage, then the episodes)", r"fewshot_ner\s+micro-F1 over \d+ episodes: (.+)"),
-                                         ("spaCy's CNN `ner`, same episodes", r"spaCy ner\s+micro-F1 over \d+ episodes: (.+)")]):
-        rows.append([name] + [e[i] for e in episodes] + [src.find(rel, pattern)])
-    header = ["pipeline"] + [f"episode {j + 1}" for j in range(len(episodes))] + ["micro-F1 mean ± std (min, max)"]
-    date = src.find(rel, r"(\d{4}-\d\d-\d\d)")
-    source = src.find(rel, r"fewshot_source\s+\((.+?)\)", flags=re.S)
-    episodes_run = src.find(rel, r"fewshot_eval\s+\((.+?)\)", flags=re.S)
-    machine = src.find(rel, r"Machine: ([^;]+);")
-    wall = src.find(rel, r"wall=\d+s\s+\(([\d.]+ min)\)")
+    run = src.json(f"{RESULTS}/fewshot_workflow.json")
+    rows = [[p["name"], *p["per_episode"], p["summary"]] for p in run["pipelines"]]
+    episodes = len(run["pipelines"][0]["per_episode"])
+    header = ["pipeline"] + [f"episode {j + 1}" for j in range(episodes)] + ["micro-F1 mean ± std (min, max)"]
     return table(header, rows, "l" + "r" * (len(header) - 1)) + note(
-        f"`spacy project run fewshot` with its defaults, {date}: source stage ({source}), then {episodes_run}.",
-        f"Machine: {machine}; {wall} wall with SmolLM2 already fetched. Source: {source_link('fewshot_workflow.md', prefix)}.",
+        f"`spacy project run fewshot` with its defaults, {run['date']}: source stage ({run['source_stage']}), then {run['episodes_run']}.",
+        f"Machine: {run['machine']}; {run['wall']} wall with SmolLM2 already fetched.",
+        f"Source: {source_link('fewshot_workflow.json', prefix)} (the run's record: {source_link('fewshot_workflow.md', prefix)}).",
     )
 
 
@@ -479,16 +469,12 @@ def fewshot_source_fgm(src: Sources, arg: str, prefix: str) -> str:
 
 @block("fewshot-prompt-format")
 def fewshot_prompt_format(src: Sources, arg: str, prefix: str) -> str:
-    rel = f"{RESULTS}/fewshot_probe.md"
-    heading = "## Prompt format"
-    header, *rows = table_after(src, rel, heading)
+    probe = src.json(f"{RESULTS}/fewshot_probe.json")["prompt_format"]
+    header, rows = probe["columns"], probe["rows"]
     keep = [i for i, h in enumerate(header) if not h.startswith("zero-shot")]
-    text = src.text(rel)[src.text(rel).find(heading):]
-    setting = src.find(rel, r"## Prompt format: [^(]*\((.+?)\)", text=text)
-    same = src.find(rel, r"Same settings as `fewshot_crossner.md`, (.+?):", text=text)
     return table([header[i] for i in keep], [[r[i] for i in keep] for r in rows], "l" + "r" * (len(keep) - 1)) + note(
-        f"`fewshot_ner`, {setting}; the settings of the CrossNER table with {same}.",
-        f"Source: {source_link('fewshot_probe.md', prefix)}.",
+        f"`fewshot_ner`, {probe['setting']}; the settings of the CrossNER table with {probe['same_as_crossner_but']}.",
+        f"Source: {source_link('fewshot_probe.json', prefix)} (the probes' record: {source_link('fewshot_probe.md', prefix)}).",
     )
 
 

@@ -17,6 +17,17 @@ class SourceError(RuntimeError):
 
 
 
+class Record(dict):
+    """A JSON object of a source file: a missing key names the file."""
+
+    def __init__(self, rel: str, items: Dict[str, Any]):
+        super().__init__(items)
+        self.rel = rel
+
+    def __missing__(self, key: str) -> Any:
+        raise SourceError(f"{self.rel}: no {key!r} (in an object with {', '.join(map(repr, self)) or 'no keys'})")
+
+
 # -- reading sources ------------------------------------------------------------------------------
 class Sources:
     """The repository's files, read once."""
@@ -33,7 +44,8 @@ class Sources:
 
     @lru_cache(maxsize=None)
     def json(self, rel: str) -> Any:
-        return json.loads(self.text(rel))
+        """The JSON file `rel`; a key it lacks raises SourceError naming the file and the key."""
+        return json.loads(self.text(rel), object_hook=lambda obj: Record(rel, obj))
 
     @lru_cache(maxsize=None)
     def project(self) -> Dict[str, Any]:
