@@ -49,7 +49,7 @@ def test_every_page_with_figures_has_generated_blocks():
 def repo_copy(tmp_path_factory) -> Path:
     """The files the script reads and writes, copied so they can be tampered with."""
     root = tmp_path_factory.mktemp("repo")
-    for name in ("README.md", "ARCHITECTURE.md", "project.yml"):
+    for name in ("README.md", "ARCHITECTURE.md", "project.yml", "pyproject.toml"):
         shutil.copy(ROOT / name, root / name)
     for folder in ("docs", "configs", "benchmarks"):
         shutil.copytree(ROOT / folder, root / folder, ignore=shutil.ignore_patterns("*.png", "__pycache__", "work"))

@@ -248,3 +248,19 @@ def models(src: Sources, arg: str, prefix: str) -> str:
     )
 
 
+
+
+@block("versions")
+def versions(src: Sources, arg: str, prefix: str) -> str:
+    """The Python and dependency ranges of pyproject.toml, and its extras."""
+    import tomllib
+
+    project = tomllib.loads(src.text("pyproject.toml"))["project"]
+    split = lambda spec: re.match(r"([A-Za-z0-9_.\[\]-]+)\s*(.*)", spec).groups()  # noqa: E731
+    rows = [["Python", f"`{project['requires-python']}`", "–"]]
+    rows += [[f"`{name}`", f"`{rng}`" if rng else "any", "–"] for name, rng in map(split, project["dependencies"])]
+    rows += [[f"`{name}`", f"`{rng}`" if rng else "any", f"`[{extra}]`"]
+             for extra, specs in project.get("optional-dependencies", {}).items() for name, rng in map(split, specs)]
+    return table(["package", "versions", "extra"], rows) + note(
+        "From pyproject.toml. CI (`.ci/run`) installs `torch==2.13.0` first, then what pip resolves within these ranges.",
+    )
