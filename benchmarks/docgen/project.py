@@ -187,7 +187,9 @@ SETTINGS = {
         ("`train_batch_size`", "train_batch_size", "components.fewshot_ner.train_batch_size", {}),
         ("`prompt_format`", "prompt_format", "components.fewshot_ner.prompt_format", {}),
         ("FGM (`model.adversarial`)", None, "components.fewshot_ner.model.adversarial",
-         {"fewshot-eval": "--components.fewshot_ner.model.adversarial"}),
+         {"fewshot-source": "--components.fewshot_ner.model.adversarial", "fewshot-eval": "--components.fewshot_ner.model.adversarial"}),
+        ("base model's dtype (`model.dtype`)", None, "components.fewshot_ner.model.dtype",
+         {"fewshot-source": "--components.fewshot_ner.model.dtype", "fewshot-eval": "--components.fewshot_ner.model.dtype"}),
         ("base model", None, "paths.base_model", {"fewshot-source": "--paths.base_model", "fewshot-eval": "--paths.base_model"}),
     ]),
 }
