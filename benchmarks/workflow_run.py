@@ -56,8 +56,11 @@ def ner_budget(project: Path) -> Optional[Dict]:
 def summarize(project: Path, out: Dict) -> None:
     """Add the test scores (package, CNN, lead), the NER budget and any few-shot summaries of `project`."""
     metrics = project / "metrics"
-    if (metrics / "test.json").exists() and (metrics / "test_cnn.json").exists():
-        out["package"], out["cnn"] = scores(metrics / "test.json"), scores(metrics / "test_cnn.json")
+    if (metrics / "test.json").exists():
+        out["package"] = scores(metrics / "test.json")
+    if (metrics / "test_cnn.json").exists():  # not when train-cnn was skipped
+        out["cnn"] = scores(metrics / "test_cnn.json")
+    if "package" in out and "cnn" in out:
         out["lead"] = out["package"]["f"] - out["cnn"]["f"]
     for path in sorted(metrics.glob("fewshot_*.json")):
         out.setdefault("fewshot", {})[path.stem] = json.loads(path.read_text())["summary"]
