@@ -1,4 +1,5 @@
 """Formatting helpers of the generated tables: cells, Markdown tables, mean ± std, notes, links."""
+import textwrap
 import statistics
 from typing import Any, Iterable, Optional, Sequence
 
@@ -43,8 +44,9 @@ def signed(value: float, digits: int = 2) -> str:
 
 
 def note(*parts: str) -> str:
-    """A caption line under a table."""
-    return "\n\n" + " ".join(p.strip() for p in parts if p)
+    """A caption paragraph under a table, wrapped at 100 characters (never inside a word)."""
+    text = " ".join(p.strip() for p in parts if p)
+    return "\n\n" + textwrap.fill(text, width=100, break_long_words=False, break_on_hyphens=False)
 
 
 def source_link(name: str, prefix: str) -> str:
