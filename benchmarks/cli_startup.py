@@ -13,6 +13,8 @@ import time
 from pathlib import Path
 from typing import Dict, List
 
+#: The most `spacy_msnr --help` may take, as a multiple of `spacy --help` (the issue's goal).
+GOAL = 1.20
 COMMANDS = {"spacy --help": ["-m", "spacy", "--help"], "spacy_msnr --help": ["-m", "spacy_msnr", "--help"]}
 
 
@@ -37,8 +39,8 @@ def main() -> Dict:
     ratio = medians["spacy_msnr --help"] / medians["spacy --help"]
     for name, values in seconds.items():
         print(f"{name:<20} median {medians[name]:.2f} s (min {min(values):.2f}, max {max(values):.2f}, {len(values)} runs)")
-    print(f"ratio spacy_msnr / spacy: {ratio:.2f} (goal <= 1.20)")
-    result = {"runs": args.runs, "seconds": seconds, "medians": medians, "ratio": ratio,
+    print(f"ratio spacy_msnr / spacy: {ratio:.2f} (goal <= {GOAL:.2f})")
+    result = {"runs": args.runs, "seconds": seconds, "medians": medians, "ratio": ratio, "goal": GOAL,
               "python": platform.python_version(), "machine": f"{platform.machine()}, {__import__('os').cpu_count()} cores"}
     if args.output:
         args.output.parent.mkdir(parents=True, exist_ok=True)

@@ -9,6 +9,7 @@ for each and MSLM / uniform, and also a plain Hugging Face uniform-MLM step (the
 full-vocabulary loss with transformers' DataCollatorForLanguageModeling) as a reference. With --gpu-id and --flops it also prints model FLOPs utilisation.
 """
 import argparse
+import json
 import copy
 import os
 import sys
@@ -76,6 +77,8 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--gpu-id", type=int, default=-1)
     parser.add_argument("--bf16", action="store_true", help="bf16 autocast (GPU)")
+    parser.add_argument("--output", type=Path, help="JSON for the docs' table (e.g. benchmarks/results/mslm_throughput_minilm.json)")
+    parser.add_argument("--machine", default="", help="How the machine ran, for the table (default: device and torch threads)")
     args = parser.parse_args()
 
     device = torch.device(f"cuda:{args.gpu_id}" if args.gpu_id >= 0 else "cpu")
@@ -154,6 +157,14 @@ def main() -> None:
     print(f"wordpieces/CPU-second      MSLM {cpu_rate['mslm']:,.0f} | uniform MLM (same layers) {cpu_rate['uniform']:,.0f} | plain HF uniform MLM {cpu_rate['hf_plain']:,.0f}")
     print(f"ratio MSLM / uniform MLM (same layers) = {wall_rate['mslm'] / wall_rate['uniform']:.3f} wall, {cpu_rate['mslm'] / cpu_rate['uniform']:.3f} CPU")
     print(f"ratio MSLM / plain HF uniform MLM      = {wall_rate['mslm'] / wall_rate['hf_plain']:.3f} wall, {cpu_rate['mslm'] / cpu_rate['hf_plain']:.3f} CPU")
+    if args.output:
+        ratio = lambda other: f"{wall_rate['mslm'] / wall_rate[other]:.3f} wall, {cpu_rate['mslm'] / cpu_rate[other]:.3f} CPU"  # noqa: E731
+        record = {"machine": args.machine or f"{device}, {torch.get_num_threads()} torch threads",
+                  "wordpieces_per_s": {"mslm": f"{wall_rate['mslm']:,.0f}", "uniform_same_layers": f"{wall_rate['uniform']:,.0f}",
+                                       "plain_hf_uniform": f"{wall_rate['hf_plain']:,.0f}"},
+                  "ratio_uniform": ratio("uniform"), "ratio_plain_hf": ratio("hf_plain"),
+                  "command": " ".join(["python", *sys.argv]), "caveat": ""}
+        args.output.write_text(json.dumps(record, indent=2) + "\n")
     if device.type == "cuda":
         # 6 * params * tokens FLOPs per training token (forward + backward), against the GPU's bf16 dense peak
         peak = float(os.environ.get("PEAK_TFLOPS", "989")) * 1e12

@@ -97,9 +97,9 @@ def test_ablation_note_says_which_files_adapted_which_base_build(tmp_path):
               "b.json": f"/y/enc (/y/enc, 5 params; {head} 9.5 -> 6.5)",
               "c.json": f"/x/enc (assets/enc, 5 params; {head} 9.0 -> 6.0)"}  # a's build, the encoder elsewhere
     for name, base in builds.items():
-        (results / name.replace(".json", ".md")).write_text(
-            f"adaptation  NCBI-disease F1\nbudget: 5 steps\nbase: {base}\n"
-            "Machine: box; one torch thread a process\nmean ± std over seeds [0, 1]\n", encoding="utf8")
+        run = {"dataset": "NCBI-disease", "budget": "5 steps", "base": base.split(" (", 1)[1][:-1], "seeds": "seeds [0, 1]",
+               "machine": "box", "threads": "one torch thread a process"}
+        (results / name).write_text(json.dumps({"run": run}), encoding="utf8")
     text = docgen.mslm._ablation_notes(docgen.sources.Sources(tmp_path), list(builds), "")
     assert (f"Base, in separate builds: enc, 5 params; {head} 9.0 -> 6.0 (`a.json`, `c.json`); "
             "held-out MLM loss 9.5 -> 6.5 (`b.json`). Machine: box") in " ".join(text.split())

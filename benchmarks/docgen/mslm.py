@@ -8,7 +8,7 @@ from .sources import RESULTS, Sources, SourceError
 from .format import mean_std, note, signed, source_link, table
 from .blocks import block
 from .project import read_config
-from .sources import fixed_width_block, table_after
+
 
 
 # MSLM ablations -------------------------------------------------------------------------------------
@@ -55,6 +55,8 @@ def _cells(src: Sources, files: Sequence[str]) -> Dict[Tuple[str, str, int], Dic
     cells = {}
     for name in files:
         for key, value in src.json(f"{RESULTS}/{name}").items():
+            if key == "run":  # what the run was (budget, base, machine), not a cell
+                continue
             dataset, method, seed = key.rsplit("/", 2)
             cells[(dataset, method, int(seed))] = value
     return cells
@@ -105,20 +107,18 @@ def _ablation_rows(cells, datasets: Sequence[str], metrics: Sequence[str], metho
 
 
 def _ablation_notes(src: Sources, files: Sequence[str], prefix: str) -> str:
-    mds = [f"{RESULTS}/{f[:-5]}.md" for f in files]
+    runs = [src.json(f"{RESULTS}/{name}")["run"] for name in files]
     budgets: Dict[str, List[str]] = {}
     variants: List[str] = []
-    for rel in mds:
-        dataset = src.find(rel, r"^adaptation\s+(.+?) F1", flags=re.M)
-        names = budgets.setdefault(src.find(rel, r"^budget: (.+)$", flags=re.M), [])
-        if dataset not in names:
-            names.append(dataset)
-        variant = re.search(r"^mslm-[^:\n]+: (MSLM with .+)$", src.text(rel), re.M)
-        if variant and variant.group(1) not in variants:
-            variants.append(variant.group(1))
+    for run in runs:
+        names = budgets.setdefault(run["budget"], [])
+        if run["dataset"] not in names:
+            names.append(run["dataset"])
+        if run.get("variant") and run["variant"] not in variants:
+            variants.append(run["variant"])
     builds: Dict[str, List[str]] = {}  # base description -> the files whose cells adapted it
-    for name, rel in zip(files, mds):
-        path, rest = src.find(rel, r"^base: [^(]*\((.+)\)$", flags=re.M).split(", ", 1)
+    for name, run in zip(files, runs):
+        path, rest = run["base"].split(", ", 1)
         builds.setdefault(f"{Path(path).name}, {rest}", []).append(name)  # where the encoder lay is no difference
     if len(builds) == 1:
         base = f"Base: {next(iter(builds))}."
@@ -127,9 +127,7 @@ def _ablation_notes(src: Sources, files: Sequence[str], prefix: str) -> str:
         shared = shared[:shared.rfind(": ") + 2] if ": " in shared else ""
         base = f"Base, in separate builds: {shared}" + "; ".join(
             f"{build[len(shared):]} ({', '.join(f'`{n}`' for n in names)})" for build, names in builds.items()) + "."
-    machine = src.find(mds[0], r"Machine: ([^;]+);")
-    threads = src.find(mds[0], r"Machine: [^;]+; (one torch thread a process)")
-    seeds = src.find(mds[0], r"mean ± std over (seeds \[[\d, ]+\])")
+    machine, threads, seeds = runs[0]["machine"], runs[0]["threads"], runs[0]["seeds"]
     return note(
         "Budget:", "; ".join(f"{' and '.join(names)}: {budget}" for budget, names in budgets.items()) + ".",
         ("Variants: " + "; ".join(variants) + ".") if variants else "",
@@ -334,16 +332,14 @@ def mslm_ablation_per_seed(src: Sources, arg: str, prefix: str) -> str:
 @block("mslm-ablation-gpu")
 def mslm_ablation_gpu(src: Sources, arg: str, prefix: str) -> str:
     files = ("mslm_ablation_minilm_gpu.json",)
-    rel = f"{RESULTS}/mslm_ablation_minilm_gpu.md"
+    run = src.json(f"{RESULTS}/mslm_ablation_minilm_gpu.json")["run"]
     cells = _cells(src, files)
     dataset = "NCBI-disease-IOB"
     methods = methods_of(cells)
     seeds = _seeds(cells)
     out = _ablation_table(cells, [dataset], ["f1", "term", "generic"], methods, "uniform")
     steps = "; ".join(f"{m}: " + "/".join(str(cells[(dataset, m, s)]["ner"]["best_step"]) for s in seeds) for m in methods)
-    machine = src.find(rel, r"Machine: (one NVIDIA [^,]+)")
-    side = src.find(rel, r"(Fifteen processes side by side)").lower()
-    command = src.find(rel, r"each `(benchmarks/mslm_ablation\.py.+?)`", flags=re.S)
+    machine, side, command = run["machine"], run["side"].lower(), run["command"]
     return out + note(
         f"Machine: {machine}; {side}, one per (seed, adaptation), each `{command}`.",
         "**The NER runs were cut by time, not steps**: test F1 is that of the best dev evaluation reached, at NER step",
@@ -354,69 +350,52 @@ def mslm_ablation_gpu(src: Sources, arg: str, prefix: str) -> str:
 
 @block("mslm-ablation-gpu-dev")
 def mslm_ablation_gpu_dev(src: Sources, arg: str, prefix: str) -> str:
-    rel = f"{RESULTS}/mslm_ablation_minilm_gpu.md"
-    heading = src.find(rel, r"## (Step-matched: .+)")
-    header, *rows = table_after(src, rel, "## Step-matched")
+    matched = src.json(f"{RESULTS}/mslm_ablation_minilm_gpu.json")["run"]["step_matched"]
+    heading, header, rows = matched["heading"], matched["columns"], matched["rows"]
     return table(header, rows, "l" + "r" * (len(header) - 1)) + note(
-        f"{heading}, the same runs as the table above. Source: {source_link('mslm_ablation_minilm_gpu.md', prefix)}.",
+        f"{heading}, the same runs as the table above. Source: {source_link('mslm_ablation_minilm_gpu.json', prefix)}.",
     )
 
 
 @block("mslm-ablation-small-bert")
 def mslm_ablation_small_bert(src: Sources, arg: str, prefix: str) -> str:
-    rel = f"{RESULTS}/mslm_ablation.md"
-    header, *rows = fixed_width_block(src, rel)
+    run = src.json(f"{RESULTS}/mslm_ablation.json")
+    header, rows = run["columns"], run["rows"]
     keep = [i for i, h in enumerate(header) if i == 0 or h.endswith(("F1", "term p", "term top-1"))]
     body = [[r[i] if i < len(r) else "–" for i in keep] for r in rows]
     body = [[("–" if c == "-" else re.sub(r" \(n=\d+\)", "", c).replace("-", "−")) if j else c for j, c in enumerate(r)] for r in body]
-    budget = src.find(rel, r"^budget: (.+)$", flags=re.M)
-    base = src.find(rel, r"^base: \S+ \((.+)\)$", flags=re.M)
-    seeds = src.find(rel, r"mean ± std over (seeds \[[\d, ]+\])")
-    machine = src.find(rel, r"Machine: ([^;]+);")
+    budget, base, seeds, machine = run["budget"], run["base"], run["seeds"], run["machine"]
     return table([header[i] for i in keep], body, "l" + "r" * (len(keep) - 1)) + note(
         f"Budget: {budget}. Base: {base}, pretrained here on the PubMed abstracts only.",
         f"Mean ± std over {seeds}, in %; `spacy_cnn (peer)`: spaCy's CNN `ner` for the same NER steps.",
-        f"Machine: {machine}. Source: {source_link('mslm_ablation.md', prefix)}.",
+        f"Machine: {machine}. Source: {source_link('mslm_ablation.json', prefix)} (the run's record: {source_link('mslm_ablation.md', prefix)}).",
     )
 
 
 @block("head-warmup")
 def head_warmup(src: Sources, arg: str, prefix: str) -> str:
-    rel = f"{RESULTS}/ner_budget_minilm.md"
-    section = "## 2026-11-28: the head warm-up"
-    header, *rows = table_after(src, rel, section)
-    text = src.text(rel)[src.text(rel).find(section):]
-    setting = src.find(rel, r"The same MSLM adaptation \((.+?)\) and NER\s+\((.+?)\)", text=text)
-    ner = src.find(rel, r"The same MSLM adaptation \(.+?\) and NER\s+\((.+?)\)", text=text)
-    threads = src.find(rel, r"--no-peer`, (one thread, two jobs side by side)", text=text)
-    machine = src.find(rel, r"Machine: ([^;]+);")
+    run = src.json(f"{RESULTS}/ner_budget_minilm.json")["head_warmup"]
+    header, rows = run["columns"], run["rows"]
+    setting, ner, threads, machine = run["setting"], run["ner"], run["threads"], run["machine"]
     return table(header, rows, "l" + "r" * (len(header) - 1)) + note(
         f"MiniLM with its new MLM head warmed up alone or not, then the same MSLM adaptation ({setting}) and NER ({ner}),",
-        f"NCBI-disease; {machine}, {threads}. Source: {source_link('ner_budget_minilm.md', prefix)}.",
+        f"NCBI-disease; {machine}, {threads}. Source: {source_link('ner_budget_minilm.json', prefix)} (the runs' record:",
+        f"{source_link('ner_budget_minilm.md', prefix)}).",
     )
 
 
 @block("mslm-throughput")
 def mslm_throughput(src: Sources, arg: str, prefix: str) -> str:
-    runs = [("mslm_throughput_minilm.md", r"Machine: (.+?)\.\s"), ("mslm_ablation_minilm_gpu.md", r"Machine: (one NVIDIA [^,]+)")]
-    rows, commands = [], []
-    for name, machine in runs:
-        rel = f"{RESULTS}/{name}"
-        speed = re.search(r"wordpieces/s \(wall\)\s+MSLM ([\d,]+) \| uniform MLM \(same layers\) ([\d,]+) \| plain HF uniform MLM ([\d,]+)", src.text(rel))
-        if not speed:
-            raise SourceError(f"{rel}: no 'wordpieces/s (wall)' line")
-        uniform = src.find(rel, r"ratio MSLM / uniform MLM \(same layers\) = ([\d.]+ wall, [\d.]+ CPU)")
-        plain = src.find(rel, r"ratio MSLM / plain HF uniform MLM\s+= ([\d.]+ wall, [\d.]+ CPU)")
-        rows.append([src.find(rel, machine), *speed.groups(), uniform, plain])
-        command = src.find(rel, r"`((?:OMP_NUM_THREADS=\d+ python )?benchmarks/mslm_throughput\.py[^`]*)`")
-        commands.append(f"`{command}`")
+    cpu = src.json(f"{RESULTS}/mslm_throughput_minilm.json")
+    gpu = src.json(f"{RESULTS}/mslm_ablation_minilm_gpu.json")["run"]["throughput"]
+    rows = [[r["machine"], r["wordpieces_per_s"]["mslm"], r["wordpieces_per_s"]["uniform_same_layers"],
+             r["wordpieces_per_s"]["plain_hf_uniform"], r["ratio_uniform"], r["ratio_plain_hf"]] for r in (cpu, gpu)]
+    commands = [f"`{r['command']}`" for r in (cpu, gpu)]
     header = ["machine", "MSLM wordpieces/s", "uniform MLM, same layers", "plain HF uniform MLM", "MSLM / uniform", "MSLM / plain HF"]
-    caveat = src.find(f"{RESULTS}/mslm_throughput_minilm.md", r"(Short run[^\n]*)")
+    caveat = cpu["caveat"]
     return table(header, rows, "lrrrll") + note(
         "all-MiniLM-L6-v2 with its new MLM head, batches of NCBI-disease training text, the objectives' steps interleaved in one run;",
         f"wall (and CPU) ratios. Commands: {' and '.join(commands)}.",
-        f"CPU row: {caveat[0].lower()}{caveat[1:]}",
-        f"Sources: {source_link('mslm_throughput_minilm.md', prefix)}, {source_link('mslm_ablation_minilm_gpu.md', prefix)}.",
+        f"CPU row: {caveat[0].lower()}{caveat[1:]}" if caveat else "",
+        f"Sources: {source_link('mslm_throughput_minilm.json', prefix)}, {source_link('mslm_ablation_minilm_gpu.json', prefix)}.",
     )
-
-
