@@ -165,3 +165,17 @@ def test_cli_reports_bad_input_without_a_traceback(args, message, paths, tmp_pat
     assert result.exit_code == 1, result.output
     assert message in " ".join(result.output.split()) and "Traceback" not in result.output
     assert not (tmp_path / "out" / "runs").exists()
+
+
+def test_search_reports_through_its_logger_not_print(caplog, capsys):
+    """Library code logs (`spacy_msnr.mslm.search`), so an embedding program can silence or route it."""
+    import logging
+
+    from spacy_msnr.mslm import search as search_module
+
+    record = {"points": {}, "signal": "term_acc"}
+    points = search_module.expand_grid([0.5], [0.15], ["spacy_msnr.softmax_share.v1"])
+    with caplog.at_level(logging.INFO, logger="spacy_msnr.mslm.search"):
+        search_module.log_table(points, record)
+    assert any("ELM" in r.getMessage() and r.name == "spacy_msnr.mslm.search" for r in caplog.records)
+    assert capsys.readouterr().out == ""  # nothing printed behind the logger's back

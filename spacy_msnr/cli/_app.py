@@ -43,7 +43,11 @@ class _MessageHandler(logging.Handler):
     """Log records of the library printed as the command's own plain messages."""
 
     def emit(self, record: logging.LogRecord) -> None:
-        msg.text(self.format(record))
+        text = self.format(record)
+        if record.levelno >= logging.WARNING:
+            msg.warn(text)
+        else:
+            msg.text(text)
 
 
 def show_log(logger: logging.Logger) -> None:

@@ -1,10 +1,11 @@
 """`python -m spacy_msnr mslm CONFIG OUTPUT_DIR`: mask-specific LM adaptation (MSLM)."""
+import logging
 from pathlib import Path
 
 import typer
 from wasabi import msg
 
-from ._app import GPU_ID_OPTION, OVERRIDES_CONTEXT, app, user_errors
+from ._app import GPU_ID_OPTION, OVERRIDES_CONTEXT, app, show_log, user_errors
 
 
 def run_mslm(ctx: typer.Context, config_path: Path, output: Path, gpu_id: int, resume: bool) -> None:
@@ -14,6 +15,7 @@ def run_mslm(ctx: typer.Context, config_path: Path, output: Path, gpu_id: int, r
     from ..mslm.train import load_config, train
 
     overrides = parse_config_overrides(ctx.args)
+    show_log(logging.getLogger("spacy_msnr.mslm"))
     with user_errors():
         train(load_config(config_path, overrides), output, gpu_id=gpu_id, resume=resume)
 

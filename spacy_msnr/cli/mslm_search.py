@@ -1,9 +1,10 @@
 """`python -m spacy_msnr mslm-search CONFIG OUTPUT_DIR`: choose MSLM's mask rates and weighting by short runs."""
+import logging
 from pathlib import Path
 
 import typer
 
-from ._app import GPU_ID_OPTION, OVERRIDES_CONTEXT, app, user_errors
+from ._app import GPU_ID_OPTION, OVERRIDES_CONTEXT, app, show_log, user_errors
 
 
 @app.command("mslm-search", context_settings=OVERRIDES_CONTEXT)
@@ -33,6 +34,7 @@ def mslm_search_cli(
     from ..mslm.train import load_config
 
     overrides = parse_config_overrides(ctx.args)
+    show_log(logging.getLogger("spacy_msnr.mslm"))
     with user_errors():
         points = expand_grid(parse_values(elm_rates, "--elm-rates"), parse_values(blm_rates, "--blm-rates"), parse_names(weighting_names))
         search(load_config(config_path, overrides), output, points, steps=steps, max_seconds=max_seconds, signal=signal,

@@ -26,6 +26,7 @@ not chosen.
 """
 import hashlib
 import json
+import logging
 import math
 import re
 import shutil
@@ -35,12 +36,14 @@ from pathlib import Path
 from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tuple, Union
 
 from thinc.api import Config
-from wasabi import msg
+from wasabi import table
 
 from ..registry import weightings
 from ..util import atomic_write_bytes
 from . import loss as _loss  # noqa: F401  (registers the weightings)
 from .train import LOG_NAME, train
+
+logger = logging.getLogger(__name__)
 
 SEARCH_NAME = "search.json"
 CONFIG_NAME = "mslm.cfg"
@@ -211,16 +214,16 @@ def search(
     settings = {"config_sha256": hashlib.sha256(config.to_str().encode("utf8")).hexdigest(), "steps": steps}
     record = _read_record(output, settings)
     names = [p.name for p in points]
-    msg.info(f"Grid of {len(points)} points, {steps} steps each; budget "
-             + (f"{max_seconds:g} s" if max_seconds else "none") + f"; signal {signal} ({SIGNALS[signal][0]})")
+    logger.info(f"Grid of {len(points)} points, {steps} steps each; budget "
+                + (f"{max_seconds:g} s" if max_seconds else "none") + f"; signal {signal} ({SIGNALS[signal][0]})")
     for point in points:
-        msg.text(f"  {point.name}: {point.describe()}" + (" (finished before)" if point.name in record["points"] else ""))
+        logger.info(f"  {point.name}: {point.describe()}" + (" (finished before)" if point.name in record["points"] else ""))
     start = time.perf_counter()
     not_tried: List[str] = []
     for index, point in enumerate(points, 1):
         prefix = f"[{index}/{len(points)}] {point.name}"
         if point.name in record["points"]:
-            msg.text(f"{prefix}: finished before, skipped")
+            logger.info(f"{prefix}: finished before, skipped")
             continue
         elapsed = time.perf_counter() - start
         if max_seconds and elapsed >= max_seconds and any(n in record["points"] for n in names):
@@ -230,22 +233,22 @@ def search(
         record["points"][point.name] = result
         _write_record(output, record)
         value = score(result["metrics"], signal)
-        msg.text(f"{prefix}: {signal} {_fmt(value)}, generic top-1 {_fmt(result['metrics'].get('generic_acc'))}, "
-                 f"{result['seconds']:.1f} s (elapsed {time.perf_counter() - start:.0f} s)")
+        logger.info(f"{prefix}: {signal} {_fmt(value)}, generic top-1 {_fmt(result['metrics'].get('generic_acc'))}, "
+                    f"{result['seconds']:.1f} s (elapsed {time.perf_counter() - start:.0f} s)")
     if not_tried:
-        msg.warn(f"Budget of {max_seconds:g} s spent: {len(not_tried)} point(s) not tried: {', '.join(not_tried)} "
-                 "(rerun with a larger --max-seconds to try them; finished points are kept)")
+        logger.warning(f"Budget of {max_seconds:g} s spent: {len(not_tried)} point(s) not tried: {', '.join(not_tried)} "
+                       "(rerun with a larger --max-seconds to try them; finished points are kept)")
     selection = select({n: record["points"][n] for n in names if n in record["points"]}, signal, min_generic_share)
     record.update(grid=names, not_tried=not_tried, signal=signal, min_generic_share=min_generic_share,
                   scores=selection.scores, excluded=selection.excluded, chosen=selection.chosen)
     _write_record(output, record)
-    print_table(points, record)
+    log_table(points, record)
     if selection.chosen is None:
         raise ValueError(f"No point of the grid has a usable {signal} ({'; '.join(sorted(set(selection.excluded.values())))}); "
                          "check that paths.dev holds DS-terms, or choose another --signal")
     chosen = next(p for p in points if p.name == selection.chosen)
     write_config(config, chosen, output / CONFIG_NAME, _header(chosen, points, record, source))
-    msg.good(f"Chose {chosen.describe()}; wrote {output / CONFIG_NAME} (run: python -m spacy_msnr mslm {output / CONFIG_NAME} OUTPUT_DIR)")
+    logger.info(f"Chose {chosen.describe()}; wrote {output / CONFIG_NAME} (run: python -m spacy_msnr mslm {output / CONFIG_NAME} OUTPUT_DIR)")
     return record
 
 
@@ -255,8 +258,8 @@ def write_config(config: Config, point: GridPoint, path: Union[str, Path], heade
     atomic_write_bytes(path, text.encode("utf8"))
 
 
-def print_table(points: Sequence[GridPoint], record: Dict[str, Any]) -> None:
-    """The grid as a table: rates, weighting, the dev metrics, seconds, the score; the chosen point marked."""
+def log_table(points: Sequence[GridPoint], record: Dict[str, Any]) -> None:
+    """Log the grid as a table: rates, weighting, the dev metrics, seconds, the score; the chosen point marked."""
     rows = []
     for point in points:
         result = record["points"].get(point.name)
@@ -266,7 +269,7 @@ def print_table(points: Sequence[GridPoint], record: Dict[str, Any]) -> None:
                      *(_fmt(metrics.get(k)) for k in ("term_acc", "term_prob", "generic_acc", "generic_prob")),
                      _fmt(record.get("scores", {}).get(point.name)), f"{result['seconds']:.1f}" if result else "–"))
     header = ("", "ELM", "BLM", "weighting", "term top-1", "term prob", "generic top-1", "generic prob", f"score ({record.get('signal')})", "seconds")
-    msg.table(rows, header=header, divider=True, aligns=("l", "r", "r", "l", "r", "r", "r", "r", "r", "r"))
+    logger.info("\n" + table(rows, header=header, divider=True, aligns=("l", "r", "r", "l", "r", "r", "r", "r", "r", "r")))
 
 
 def _run_point(config: Config, point: GridPoint, run_dir: Path, steps: int, gpu_id: int, keep_models: bool) -> Dict[str, Any]:

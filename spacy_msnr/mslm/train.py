@@ -9,6 +9,7 @@ exactly. The finished model is assembled in a temporary sibling directory and re
 place, so `output` is either absent, a bare checkpoint, or a complete `save_pretrained`
 directory (safetensors + tokenizer + `mslm_log.json`).
 """
+import logging
 import shutil
 import time
 from dataclasses import replace
@@ -23,7 +24,6 @@ import torch
 from spacy.tokens import Doc
 from spacy.util import registry
 from thinc.api import Config, Model, fix_random_seed
-from wasabi import msg
 
 from . import loss as _loss  # noqa: F401  (registers the weightings)
 from . import optimizer as _optimizer  # noqa: F401  (registers spacy_msnr.AdamW.v1 in @msnr_optimizers)
@@ -33,6 +33,8 @@ from .masking import IGNORE_INDEX, EncodedSeq, encode_doc, split_to_fit
 from .metrics import ds_term_sensitivity, pack, tagger_accuracy
 from .model import save_pretrained, torch_module
 from .terms import TermSource
+
+logger = logging.getLogger(__name__)
 
 CHECKPOINT = "checkpoint"
 LOG_NAME = "mslm_log.json"
@@ -177,8 +179,8 @@ def _prepare_output(output: Path, resume: bool) -> Optional[Path]:
     if resume:
         if checkpoint.exists():
             return checkpoint
-        msg.warn(f"--resume given but no checkpoint in {output}; starting from the beginning"
-                 + (" (the model there is replaced only when this run finishes)" if output.exists() else ""))
+        logger.warning(f"--resume given but no checkpoint in {output}; starting from the beginning"
+                       + (" (the model there is replaced only when this run finishes)" if output.exists() else ""))
         return None
     if output.exists() and any(output.iterdir()):
         raise FileExistsError(f"Output directory {output} is not empty; pass --resume to continue its run or choose another directory")
@@ -216,7 +218,7 @@ def train(config: Config, output: Union[str, Path], *, gpu_id: int = -1, resume:
     train_seqs = encode(train_docs, tokenizer, term_source, int(cfg["max_length"]), tags)
     n_labeled = len(train_seqs)
     if paths.get("unlabeled") and not Path(paths["unlabeled"]).exists():
-        msg.warn(f"paths.unlabeled {paths['unlabeled']} not found: adapting on paths.train only")
+        logger.warning(f"paths.unlabeled {paths['unlabeled']} not found: adapting on paths.train only")
     elif paths.get("unlabeled"):
         train_seqs += unlabeled_seqs(read_docs(paths["unlabeled"]), tokenizer, term_source, int(cfg["max_length"]), tags is not None)
     dev_seqs = encode(read_docs(paths["dev"]), tokenizer, term_source, int(cfg["max_length"]), tags) if paths.get("dev") else []
@@ -244,7 +246,7 @@ def train(config: Config, output: Union[str, Path], *, gpu_id: int = -1, resume:
     state: Dict[str, Any] = {"step": 0, "epoch": 0, "batch": 0, "wordpieces": 0, "seconds": 0.0, "history": [], "running": _fresh()}
     if resume_from is not None:
         state = _load_checkpoint(resume_from, model, optimizer, scheduler, scaler)
-        msg.info(f"Resuming from {resume_from} at step {state['step']}")
+        logger.info(f"Resuming from {resume_from} at step {state['step']}")
     eval_every, ckpt_every = int(cfg["eval_frequency"]), int(cfg["checkpoint_every"])
     running = state["running"]
     progress = _progress(show_progress, total_steps, state["step"])
@@ -303,7 +305,7 @@ def train(config: Config, output: Union[str, Path], *, gpu_id: int = -1, resume:
         "final_learn_rate": optimizer.param_groups[0]["lr"], "history": state["history"],
     }
     _publish(output, model, log, bool(cfg.get("keep_checkpoint", False)))
-    msg.good(f"Saved the adapted model to {output}")
+    logger.info(f"Saved the adapted model to {output}")
     return log
 
 
