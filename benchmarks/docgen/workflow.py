@@ -4,7 +4,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 import srsly
 
 from .sources import RESULTS, Sources
-from .format import note, signed, source_link, table
+from .format import mean_std, note, paired_interval, signed, source_link, table
 from .blocks import block
 
 
@@ -252,3 +252,57 @@ def ner_baselines(src: Sources, arg: str, prefix: str) -> str:
     )
 
 
+
+
+#: The precision seed study on NCBI-disease: arm -> results file of each seed. fp32 and bf16: the
+#: workflow's budgets; bf16b: MSLM 200 steps and 6 passes of transformer + ner; none: bf16b's
+#: transformer + ner budget on the unadapted encoder (`--vars.trf_model training/base`, no `mslm`).
+PRECISION_SEEDS = {
+    "fp32": {0: "precision_workflow_fp32.json", 1: "precision_workflow_ncbi_fp32_s1.json", 2: "precision_workflow_ncbi_fp32_s2.json"},
+    "bf16": {0: "precision_workflow_bf16.json", 1: "precision_workflow_ncbi_bf16_s1.json", 2: "precision_workflow_ncbi_bf16_s2.json"},
+    "bf16b": {0: "precision_workflow_bf16_budget.json", 1: "precision_workflow_ncbi_bf16b_s1.json", 2: "precision_workflow_ncbi_bf16b_s2.json"},
+    "none": {0: "precision_workflow_ncbi_none_s0.json", 1: "precision_workflow_ncbi_none_s1.json", 2: "precision_workflow_ncbi_none_s2.json"},
+}
+PRECISION_ARMS = {"fp32": "fp32, the workflow's budgets", "bf16": "bf16, the same budgets",
+                  "bf16b": "bf16, MSLM 200 steps, 6 passes", "none": "bf16, no adaptation, 6 passes"}
+
+
+def _precision_minutes(run: Dict[str, Any]) -> float:
+    return sum(r["seconds"] for r in run["steps"] if r["step"] in PRECISION_STEPS) / 60
+
+
+@block("precision-seeds")
+def precision_seeds(src: Sources, arg: str, prefix: str) -> str:
+    runs = {arm: {seed: src.json(f"{RESULTS}/{name}") for seed, name in files.items() if (src.root / RESULTS / name).exists()}
+            for arm, files in PRECISION_SEEDS.items()}
+    seeds = sorted({seed for files in runs.values() for seed in files})
+    f1 = {arm: {s: r["package"]["f"] for s, r in by_seed.items()} for arm, by_seed in runs.items()}
+    rows = []
+    for seed in seeds:
+        rows.append([f"seed {seed}"] + [f"{f1[a][seed]:.2f} ({_precision_minutes(runs[a][seed]):.1f} min)" if seed in f1[a] else "–"
+                                        for a in PRECISION_SEEDS])
+    rows.append(["mean ± std"] + [mean_std(list(f1[a].values())) if f1[a] else "–" for a in PRECISION_SEEDS])
+    out = table(["NCBI-disease test F1 (minutes of mslm + train + evaluate + visualize)", *PRECISION_ARMS.values()], rows, "lrrrr")
+
+    def paired(a: str, b: str) -> List[float]:
+        return [f1[a][s] - f1[b][s] for s in seeds if s in f1[a] and s in f1[b]]
+
+    def time_ratio(a: str, b: str) -> str:
+        ratios = [_precision_minutes(runs[a][s]) / _precision_minutes(runs[b][s]) for s in seeds if s in runs[a] and s in runs[b]]
+        return mean_std(ratios) if len(ratios) > 1 else (f"{ratios[0]:.2f}" if ratios else "–")
+
+    diffs = [["bf16 − fp32 (same budgets)", paired_interval(paired("bf16", "fp32")), time_ratio("bf16", "fp32")],
+             ["bf16 with larger budgets − fp32", paired_interval(paired("bf16b", "fp32")), time_ratio("bf16b", "fp32")],
+             ["MSLM − no adaptation (bf16, larger budgets)", paired_interval(paired("bf16b", "none")), time_ratio("bf16b", "none")]]
+    out += "\n\n" + table(["paired by seed", "F1 difference, mean [95 % t-interval]", "time ratio of those steps"], diffs, "lrr")
+    used = [name for arm, files in PRECISION_SEEDS.items() for seed, name in files.items() if seed in runs[arm]]
+    return out + note(
+        "`benchmarks/workflow_run.py` in a fresh copy of the project per run, `--vars.seed S` (MSLM's and transformer + `ner`'s",
+        "seed), two runs side by side, one torch thread each, on the 2-core, 24 GiB CPU workplace machine (AMD EPYC with native",
+        "bf16), no GPU; seeds 1 and 2 without spaCy's CNN (`--skip train-cnn evaluate-cnn compare`). Larger budgets:",
+        "`--vars.mslm_steps 200 --vars.train_epochs 6`; no adaptation: the same with `--vars.trf_model training/base`, the",
+        "`mslm` step skipped. The time ratio compares the steps that compute in `precision` (a run beside another one: upper",
+        "bounds, and the two sides of a pair did not always run beside the same job). Interval: the mean paired difference ±",
+        "t(0.975, n − 1) × std / √n over the seeds that both rows have.",
+        "Sources: " + ", ".join(source_link(name, prefix) for name in used) + ".",
+    )
