@@ -37,6 +37,8 @@ def test_jsonl_chunks_read_every_line_once_with_its_number(tmp_path, abstracts):
         assert docs[0]["text"] == abstracts[0]["text"]
         assert [line for line, _ in errors] == [4, 6, 8]
         assert "malformed JSON" in errors[0][1] and "expected a JSON object" in errors[1][1] and "'text' is int" in errors[2][1]
+        # a row with an id but no usable text keeps its id (a review queue points back to it); a row with none has none
+        assert [r["id"] for r in rows if r["kind"] == "error"] == ["", "", "n"]
         assert all(e["file"] == str(path.resolve()) for e in rows if e["kind"] == "error")
         assert sum(e["count"] for e in ends) == len(docs) + len(errors)
         assert len(ends) == len(plan_chunks(shard, chunk_size))
@@ -58,7 +60,7 @@ def test_parquet_rows_numbered_across_row_groups(tmp_path, abstracts):
     assert len(plan_chunks(shard)) == 3
     rows = read_shard(shard, 1000)
     assert [r["id"] for r in rows if r["kind"] == "doc"] == [r["id"] for r in abstracts[:6]]
-    assert [(r["line"], r["message"]) for r in rows if r["kind"] == "error"] == [(7, "no 'text' field")]
+    assert [(r["line"], r["message"], r["id"]) for r in rows if r["kind"] == "error"] == [(7, "no 'text' field", abstracts[6]["id"])]
 
 
 def test_txt_folders_are_grouped_into_shards_with_relative_ids(tmp_path):

@@ -80,3 +80,20 @@ def test_docbin_is_written_beside_the_records(tmp_path, shards):
     without = OutputFolder(tmp_path / "plain")
     without.consume([out_row("a", "a1"), make_row("end", "a", count=1)], shards[:1], plan_chunks(shards[0]))
     assert without.is_done(shards[0]) and not OutputFolder(tmp_path / "plain", docbin=True).is_done(shards[0])  # redone for its DocBin
+
+
+def test_errors_jsonl_keeps_the_id_of_a_row_without_text(tmp_path):
+    """`annotate` end to end on JSON lines: the row with an id and no text is listed with that id."""
+    import json
+
+    import spacy
+
+    from spacy_msnr.annotate.job import annotate
+
+    nlp_dir = tmp_path / "blank"
+    spacy.blank("en").to_disk(nlp_dir)
+    source = tmp_path / "in.jsonl"
+    source.write_text('{"id": "a", "text": "Fine."}\n{"id": "b7", "title": "no text here"}\n{"text": 3}\n', encoding="utf8")
+    annotate(str(nlp_dir), [str(source)], tmp_path / "out", format="jsonl", progress=False)
+    errors = [json.loads(line) for line in (tmp_path / "out" / "errors.jsonl").open(encoding="utf8")]
+    assert [(e["id"], e["line"], e["error"]) for e in errors] == [("b7", 2, "no 'text' field"), (None, 3, "'text' is int, expected a string")]

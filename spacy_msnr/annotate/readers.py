@@ -161,10 +161,10 @@ def _document(chunk: Chunk, record: Any, file: str, line: int, where: str) -> Ro
     if not isinstance(record, dict):
         return make_row("error", chunk.shard, file=file, line=line, message=f"expected a JSON object, got {type(record).__name__}")
     text = record.get(chunk.text_field)
-    if not isinstance(text, str):
-        problem = f"no {chunk.text_field!r} field" if text is None else f"{chunk.text_field!r} is {type(text).__name__}, expected a string"
-        return make_row("error", chunk.shard, file=file, line=line, message=problem)
     doc_id = record.get(chunk.id_field)
+    if not isinstance(text, str):  # the row's id, when it has one, goes with the error (a review queue points back to it)
+        problem = f"no {chunk.text_field!r} field" if text is None else f"{chunk.text_field!r} is {type(text).__name__}, expected a string"
+        return make_row("error", chunk.shard, id="" if doc_id is None else str(doc_id), file=file, line=line, message=problem)
     return make_row("doc", chunk.shard, id=where if doc_id is None else str(doc_id), text=text, file=file, line=line)
 
 
