@@ -45,6 +45,7 @@ from typing import Dict, List, Optional
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
+from spacy_msnr.mslm.search import MASKER, PAPER_SETTING, ablation_row_name  # noqa: E402
 from spacy_msnr.util import atomic_write_bytes  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -56,7 +57,8 @@ METHODS: Dict[str, object] = {
     "uniform": ({"@msnr_maskers": "spacy_msnr.uniform.v1", "rate": 0.15, "replacement": "bert"}, "spacy_msnr.unweighted.v1"),
     "span": ({"@msnr_maskers": "spacy_msnr.span.v1", "rate": 0.15, "min_length": 1, "max_length": 5, "replacement": "bert"}, "spacy_msnr.unweighted.v1"),
     "pmi": ({"@msnr_maskers": "spacy_msnr.pmi_ngram.v1", "rate": 0.15, "max_n": 3, "replacement": "bert"}, "spacy_msnr.unweighted.v1"),
-    "mslm": ({"@msnr_maskers": "spacy_msnr.mask_specific.v1", "elm_rate": 0.5, "blm_rate": 0.15, "replacement": "mask"}, "spacy_msnr.softmax_share.v1"),
+    "mslm": ({"@msnr_maskers": MASKER, "elm_rate": PAPER_SETTING.elm_rate, "blm_rate": PAPER_SETTING.blm_rate, "replacement": "mask"},
+             PAPER_SETTING.weighting),
 }
 #: The MSLM masker every model's DS-term sensitivity is measured with (identical test masks).
 SENSITIVITY_MASKER = dict(METHODS["mslm"][0])
@@ -72,12 +74,10 @@ DIGITS = {"f1": 2, "term_prob": 3, "term_acc": 2, "generic_acc": 2}
 
 def add_mslm_variant(elm_rate: float, blm_rate: float, weighting: str) -> str:
     """Add an MSLM row with other ELM/BLM rates or another weighting to METHODS and return its
-    name, which also names its cells and cached models ("mslm" for the default setting)."""
-    if (elm_rate, blm_rate, weighting) == tuple(MSLM_DEFAULTS.values()):
-        return "mslm"
-    name = f"mslm-elm{elm_rate:g}-blm{blm_rate:g}"
-    if weighting != MSLM_DEFAULTS["weighting"]:
-        name += "-" + weighting.replace("spacy_msnr.", "").rsplit(".v", 1)[0]
+    name (`ablation_row_name`), which also names its cells and cached models ("mslm" for the default setting)."""
+    name = ablation_row_name(elm_rate, blm_rate, weighting)
+    if name == "mslm":
+        return name
     METHODS[name] = ({**METHODS["mslm"][0], "elm_rate": elm_rate, "blm_rate": blm_rate}, weighting)
     return name
 

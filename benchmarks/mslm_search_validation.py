@@ -22,28 +22,20 @@ against the `--ablation` files given now (e.g. once the chosen point has F1 cell
 and keeps the earlier search command beside the new one.
 """
 import argparse
-import importlib.util
 import json
 import os
 import statistics
 import sys
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Callable, Dict, List, Optional, Sequence
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
+from spacy_msnr.mslm.search import ablation_row_name  # noqa: E402
 from spacy_msnr.util import atomic_write_bytes  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
-
-
-def _ablation_module():
-    """benchmarks/mslm_ablation.py, for its row naming (add_mslm_variant) and adaptation defaults."""
-    spec = importlib.util.spec_from_file_location("mslm_ablation", ROOT / "benchmarks" / "mslm_ablation.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def read_cells(paths: Sequence[Path]) -> Dict[str, Dict[str, Any]]:
@@ -94,9 +86,11 @@ def _std(values: Sequence[float]) -> Optional[float]:
     return statistics.stdev(values) if len(values) > 1 else None
 
 
-def judge(record: Dict[str, Any], cells: Dict[str, Dict[str, Any]], dataset: str, row_name) -> Dict[str, Any]:
+def judge(record: Dict[str, Any], cells: Dict[str, Dict[str, Any]], dataset: str,
+          row_name: Callable[[float, float, str], str]) -> Dict[str, Any]:
     """One search record against the ablation's F1: per-point rows, the chosen point's paired gap
-    to the best measured point, and the signal's rank correlation with F1."""
+    to the best measured point, and the signal's rank correlation with F1. `row_name` names a
+    point's ablation row from its ELM rate, BLM rate and weighting (`ablation_row_name`)."""
     points = []
     for name in record["grid"]:
         result = record["points"].get(name)
@@ -248,7 +242,6 @@ def main() -> None:
         parser.error("give exactly one of --project (run the search) and --rejudge (judge an earlier one again)")
     args.work = args.work / args.dataset
 
-    ablation = _ablation_module()
     cells = read_cells(args.ablation)
     command = "python benchmarks/mslm_search_validation.py " + " ".join(sys.argv[1:])
     results = {"dataset": args.dataset, "label": args.label, "signal": args.signal, "machine": args.machine,
@@ -264,7 +257,7 @@ def main() -> None:
         records = [(run["steps"], record_from_run(run)) for run in earlier["runs"]]
     else:
         records = [(steps, run_search(args, steps)) for steps in args.steps]
-    results["runs"] = [{"steps": steps, **judge(record, cells, args.dataset, ablation.add_mslm_variant)}
+    results["runs"] = [{"steps": steps, **judge(record, cells, args.dataset, ablation_row_name)}
                        for steps, record in records]
     RESULTS.mkdir(parents=True, exist_ok=True)
     atomic_write_bytes(RESULTS / f"{args.results_name}.json", (json.dumps(results, indent=2) + "\n").encode("utf8"))

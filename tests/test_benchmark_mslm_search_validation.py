@@ -5,6 +5,8 @@ from pathlib import Path
 
 import pytest
 
+from spacy_msnr.mslm.search import ablation_row_name
+
 SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "mslm_search_validation.py"
 
 
@@ -108,7 +110,7 @@ def test_rejudge_cli_runs_no_search(validation, tmp_path, monkeypatch):
     soft = "spacy_msnr.softmax_share.v1"
     record = {"grid": ["a", "b"], "chosen": "b", "scores": {"a": 0.05, "b": 0.09},
               "points": {"a": _point(0.5, soft, 0.05), "b": _point(1.0, soft, 0.09)}}
-    out = validation.judge(record, {}, "NCBI-disease-IOB", validation._ablation_module().add_mslm_variant)
+    out = validation.judge(record, {}, "NCBI-disease-IOB", ablation_row_name)
     earlier = {"dataset": "NCBI-disease-IOB", "label": "", "signal": "term_acc", "machine": "m", "threads": "1",
                "command": "python benchmarks/mslm_search_validation.py --project P", "runs": [{"steps": 50, **out}]}
     (tmp_path / "earlier.json").write_text(json.dumps(earlier))

@@ -10,7 +10,7 @@ from typer.testing import CliRunner
 
 from spacy_msnr.corpus.iob import iob_to_docs
 from spacy_msnr.mslm import search as search_module
-from spacy_msnr.mslm.search import GridPoint, expand_grid, point_config, select
+from spacy_msnr.mslm.search import PAPER_SETTING, GridPoint, ablation_row_name, expand_grid, point_config, select
 from spacy_msnr.mslm.train import load_config
 
 DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "configs" / "mslm.cfg"
@@ -60,6 +60,20 @@ def test_bad_grids_are_clear_errors(elm, blm, names, message):
     with pytest.raises(ValueError) as err:
         expand_grid(elm, blm, names)
     assert message in str(err.value)
+
+
+def test_ablation_row_names_are_the_committed_result_keys():
+    """The names key the cells of benchmarks/results/mslm_ablation_*.json: they must not change."""
+    assert PAPER_SETTING == GridPoint(0.5, 0.15, SOFTMAX)
+    assert ablation_row_name(0.5, 0.15, SOFTMAX) == "mslm"
+    assert ablation_row_name(1.0, 0.15, SOFTMAX) == "mslm-elm1-blm0.15"
+    assert ablation_row_name(0.5, 0.15, INVERSE) == "mslm-elm0.5-blm0.15-inverse_frequency"
+    assert ablation_row_name(1.0, 0.15, INVERSE) == "mslm-elm1-blm0.15-inverse_frequency"
+    assert ablation_row_name(0.5, 0.3, SOFTMAX) == "mslm-elm0.5-blm0.3"  # only the whole paper setting is "mslm"
+    assert ablation_row_name(0.25, 0.15, UNWEIGHTED) == "mslm-elm0.25-blm0.15-unweighted"
+    point = GridPoint(1.0, 0.15, INVERSE)  # the search's folder name keeps the weighting and its version
+    assert point.name == "elm1-blm0.15-inverse_frequency.v1"
+    assert ablation_row_name(point.elm_rate, point.blm_rate, point.weighting) == "mslm-elm1-blm0.15-inverse_frequency"
 
 
 def test_point_config_sets_the_rates_and_weighting_and_a_short_run():

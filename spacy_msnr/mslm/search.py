@@ -78,6 +78,24 @@ class GridPoint:
         return f"ELM rate {self.elm_rate:g}, BLM rate {self.blm_rate:g}, weighting {self.weighting}"
 
 
+#: The MSLM paper's setting (ELM rate 0.5, BLM rate 0.15, softmax-share weighting): the "mslm" row
+#: of benchmarks/mslm_ablation.py; `ablation_row_name` names the rows of other settings.
+PAPER_SETTING = GridPoint(0.5, 0.15, "spacy_msnr.softmax_share.v1")
+
+
+def ablation_row_name(elm_rate: float, blm_rate: float, weighting: str) -> str:
+    """The row name (and the key of its results-JSON cells, dataset/row/seed) of an MSLM setting in
+    benchmarks/mslm_ablation.py: "mslm" for PAPER_SETTING, else e.g. "mslm-elm1-blm0.15", with the
+    weighting's short name appended when it is not the paper's ("mslm-elm0.5-blm0.15-inverse_frequency").
+    Unlike `GridPoint.name` (a search's folder name), it omits the paper's weighting and the version."""
+    if (elm_rate, blm_rate, weighting) == (PAPER_SETTING.elm_rate, PAPER_SETTING.blm_rate, PAPER_SETTING.weighting):
+        return "mslm"
+    name = f"mslm-elm{elm_rate:g}-blm{blm_rate:g}"
+    if weighting != PAPER_SETTING.weighting:
+        name += "-" + weighting.replace("spacy_msnr.", "").rsplit(".v", 1)[0]
+    return name
+
+
 @dataclass
 class Selection:
     """The chosen point's name (None when no point has a usable score), every point's score, and
@@ -332,4 +350,5 @@ def _fmt(value: Optional[float]) -> str:
     return "–" if value is None else f"{value:.4f}"
 
 
-__all__ = ["GridPoint", "Selection", "SIGNALS", "expand_grid", "point_config", "select", "search", "write_config"]
+__all__ = ["GridPoint", "PAPER_SETTING", "Selection", "SIGNALS", "ablation_row_name", "expand_grid", "point_config", "select",
+           "search", "write_config"]
