@@ -181,11 +181,14 @@ def test_cli_reports_bad_input_without_a_traceback(args, message, paths, tmp_pat
     assert not (tmp_path / "out" / "runs").exists()
 
 
-def test_search_reports_through_its_logger_not_print(caplog, capsys):
+def test_search_reports_through_its_logger_not_print(caplog, capsys, monkeypatch):
     """Library code logs (`spacy_msnr.mslm.search`), so an embedding program can silence or route it."""
     import logging
 
     from spacy_msnr.mslm import search as search_module
+
+    for name in ("spacy_msnr.mslm", "spacy_msnr.mslm.search"):  # handlers a command left behind are not the library's
+        monkeypatch.setattr(logging.getLogger(name), "handlers", [])
 
     record = {"points": {}, "signal": "term_acc"}
     points = search_module.expand_grid([0.5], [0.15], ["spacy_msnr.softmax_share.v1"])

@@ -51,10 +51,23 @@ class _MessageHandler(logging.Handler):
 
 
 def show_log(logger: logging.Logger) -> None:
-    """Print a library logger's INFO records while a command runs (once per logger)."""
-    if not any(isinstance(h, _MessageHandler) for h in logger.handlers):
-        logger.addHandler(_MessageHandler())
+    """Print a library logger's INFO records while the running command lasts: the handler and the
+    level are taken back when the command's context closes, so nothing prints after it."""
+    import click
+
+    if any(isinstance(h, _MessageHandler) for h in logger.handlers):
+        return
+    handler, level = _MessageHandler(), logger.level
+    logger.addHandler(handler)
     logger.setLevel(logging.INFO)
+
+    def restore() -> None:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
+
+    context = click.get_current_context(silent=True)
+    if context is not None:  # a command called as a plain function keeps the handler
+        context.call_on_close(restore)
 
 
 def use_gpu(gpu_id: int) -> None:
