@@ -389,6 +389,7 @@ def main() -> None:
                         help="other --work folders whose finished cells (same base and budgets) join this run's")
     parser.add_argument("--work", type=Path, default=ROOT / "benchmarks" / "work" / "mslm_ablation")
     parser.add_argument("--results", type=Path, default=ROOT / "benchmarks" / "results")
+    parser.add_argument("--machine", default="", help="How the machine ran, for the docs (default: cores and GPU)")
     args = parser.parse_args()
     import spacy_msnr.mslm.loss  # noqa: F401  (registers the weightings)
     from spacy_msnr.registry import weightings
@@ -460,16 +461,22 @@ def main() -> None:
 
     header = ["adaptation"] + [f"{d.replace('-IOB', '')} {METRIC_NAMES[m]}" for d in args.datasets for m in METRICS]
     text = table(summarise(results, args.datasets, args.seeds), header=header, divider=True, max_col=60)
+    budget_text = (f"adapt {args.adapt_steps} steps x {args.adapt_batch} wordpieces (lr {args.adapt_lr}), NER {args.ner_steps} steps (lr {args.ner_lr}), "
+                   f"{args.train_limit or 'all'} train / {args.test_limit or 'all'} dev+test sentences"
+                   + (f", {args.train_fraction:.0%} of the train sentences labelled (sample seed {args.sample_seed}), the rest adapted on unlabelled"
+                      if args.train_fraction < 1 else "")
+                   + (f", NER capped at {args.ner_seconds:g} s a run (scored at its best evaluation; steps reached in the results JSON)" if args.ner_seconds else ""))
+    variant_text = f"MSLM with ELM rate {args.elm_rate:g}, BLM rate {args.blm_rate:g}, weighting {args.weighting}" if variant != "mslm" else ""
     note = (f"\nmean ± std over seeds {args.seeds} (n = seeds finished), in %; 'mslm - X' rows: per-seed differences (same NER seed, same test masks)."
-            f"\nbudget: adapt {args.adapt_steps} steps x {args.adapt_batch} wordpieces (lr {args.adapt_lr}), NER {args.ner_steps} steps (lr {args.ner_lr}), "
-            f"{args.train_limit or 'all'} train / {args.test_limit or 'all'} dev+test sentences"
-            + (f", {args.train_fraction:.0%} of the train sentences labelled (sample seed {args.sample_seed}), the rest adapted on unlabelled"
-               if args.train_fraction < 1 else "")
-            + (f", NER capped at {args.ner_seconds:g} s a run (scored at its best evaluation; steps reached in the results JSON)" if args.ner_seconds else "")
-            + (f"\n{variant}: MSLM with ELM rate {args.elm_rate:g}, BLM rate {args.blm_rate:g}, weighting {args.weighting}" if variant != "mslm" else "")
-            + f"\nbase: {base} {base_note}\n")
+            f"\nbudget: {budget_text}" + (f"\n{variant}: {variant_text}" if variant_text else "") + f"\nbase: {base} {base_note}\n")
     print(text + note)
     (args.results / f"mslm_ablation-{budget}.md").write_text(text + note, encoding="utf8")
+    # What the docs read (benchmarks/docgen/mslm.py): the cells, and the run's facts under "run".
+    run = {"dataset": " and ".join(d.replace("-IOB", "") for d in args.datasets), "budget": budget_text, "base": base_note.strip("()"),
+           "seeds": f"seeds {args.seeds}", **({"variant": variant_text} if variant_text else {}),
+           "machine": args.machine or f"a {os.cpu_count()}-core machine, {'GPU ' + str(args.gpu_id) if args.gpu_id >= 0 else 'no GPU'}",
+           "threads": f"OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')}"}
+    atomic_write_bytes(args.results / f"mslm_ablation-{budget}.json", json.dumps({"run": run, **results}, indent=1).encode("utf8"))
     try:
         plot(results, args.datasets, args.seeds, args.results / f"mslm_ablation-{budget}.png")
         print(f"plot: {args.results / f'mslm_ablation-{budget}.png'}")
