@@ -107,7 +107,8 @@ def test_chat_format_reads_each_text_once_for_the_contrastive_loss(tiny_chat_mod
     """In the chat format the type comes after the text, so a text token's hidden states are the
     same in every type's instruction (causal attention): InfoNCE reads them from one instruction
     per segment instead of n_types identical copies."""
-    from spacy_msnr.fewshot.model import split_causal_lm, text_token_reps
+    from spacy_msnr.fewshot.base_model import split_causal_lm
+    from spacy_msnr.fewshot.batching import text_token_reps
 
     nlp = make_nlp(tiny_chat_model_dir)
     examples = make_examples(nlp)

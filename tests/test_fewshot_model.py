@@ -5,9 +5,8 @@ import torch
 from thinc.api import Adam
 from transformers import AutoConfig, PretrainedConfig
 
-from spacy_msnr.fewshot.model import (
-    LoRACausalLMShim, build_lora_instruction_ner, contrastive_layer, load_adapter, resolve_dtype, target_modules_for,
-)
+from spacy_msnr.fewshot.base_model import contrastive_layer, load_adapter, resolve_dtype, target_modules_for
+from spacy_msnr.fewshot.model import LoRACausalLMShim, build_lora_instruction_ner
 
 from util import make_examples  # tests/util.py
 
@@ -195,7 +194,7 @@ def test_span_unit_contrasts_mentions_not_tokens(tiny_model_dir):
     """unit "span" averages each gold mention's tokens into one anchor: with a mention of several
     model tokens the contrastive term differs from the token-level one, while the LM term (the
     same forward pass) does not."""
-    from spacy_msnr.fewshot.model import text_token_reps
+    from spacy_msnr.fewshot.batching import text_token_reps
 
     losses = {}
     for unit in ("token", "span"):

@@ -21,8 +21,9 @@ from spacy.vocab import Vocab
 from thinc.api import Config, Model, Optimizer
 
 from ..corpus.episodes import ANNOTATED_LABELS
+from .base_model import max_positions
 from .decoding import SpanConstraint, generate, repeated_mentions, resolve_overlaps
-from .model import get_shim, max_positions
+from .model import get_shim
 from .prompts import PROMPT_FORMATS, Instruction, PromptBuilder, Segment
 
 DEFAULT_MODEL_CONFIG = """

@@ -240,7 +240,7 @@ def generate(
     jobs: each row reads its own job's cache, left-padded) decode together, each stopping at its
     terminator (SmolLM2 on one CPU thread, 10 sentences x 7 types: 28.7 CPU s in batches of 7,
     one sentence each, 20.4 s in batches of 64)."""
-    from .model import split_causal_lm
+    from .base_model import split_causal_lm
 
     backbone, head = split_causal_lm(peft_model)
     was_training = peft_model.training

@@ -5,7 +5,8 @@ hands the LoRA parameters' gradients to the thinc optimizer that `spacy train` p
 base weights are frozen and never reach it. The base model is loaded lazily, in `initialize` or
 `from_disk`, so building a pipeline from a config never downloads or loads weights, and neither
 building nor loading draws from the global torch random generator (LoRA is initialised from a
-local `torch.Generator` seeded with `seed`).
+local `torch.Generator` seeded with `seed`). What the shim needs to know of the base model (LoRA
+targets, dtype, structure) is in `base_model.py`.
 
 `forward(model, chunks, is_train)` computes the training loss of one update batch of
 instructions, given as chunks (`train_batch_size`, a memory setting that does not change the
@@ -16,36 +17,31 @@ batch (`contrastive.py`). Its backprop runs the backward pass and, when epsilon 
 loss (LM + weight x contrastive) with respect to them, whose answer-token cross-entropy (mean
 over all answer tokens of the batch) is added. When all instructions of a chunk start with the
 same prefix (the chat format's instruction), that prefix runs once, each segment's text once
-after it, and each instruction's question and answer after its text (`collate`, `_forward`);
-without FGM the loss and gradients are those of whole rows.
+after it, and each instruction's question and answer after its text (`batching.py`: `collate`,
+`forward_chunk`); without FGM the loss and gradients are those of whole rows.
 """
-import json
-import math
 import os
 import shutil
 import tempfile
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, Dict, List, Optional, Tuple, Union
 
 import srsly
 import torch
 from spacy.util import registry
 from thinc.api import Model, PyTorchShim, get_torch_default_device
 
-from ..precision import check_precision, weights_dtype
+from ..precision import check_precision
 from .adversarial import fgm_perturbation, mean_embedding_norm, relative_fgm_perturbation
+from .base_model import (
+    check_causal_lm, contrastive_layer, init_lora, load_adapter, max_positions, num_layers, resolve_dtype,
+    split_causal_lm, target_modules_for,
+)
+from .batching import PARTS, ChunkPass, answer_loss, collate, forward_chunk, rng_state, run_chunk, set_rng_state
 from .contrastive import info_nce_loss, pool_spans
 from .prompts import Instruction
 
-#: LoRA target modules for the families we test; others fall back to peft's own table.
-TARGET_MODULES = {
-    "llama": ["q_proj", "k_proj", "v_proj", "o_proj"],
-    "qwen2": ["q_proj", "k_proj", "v_proj", "o_proj"],
-    "mistral": ["q_proj", "k_proj", "v_proj", "o_proj"],
-    "gpt2": ["c_attn", "c_proj"],
-}
-#: v2: LoRA on every linear layer; v1: on the attention projections (`TARGET_MODULES`).
+#: v2: LoRA on every linear layer; v1: on the attention projections (`base_model.TARGET_MODULES`).
 LORA_DEFAULTS = {"r": 16, "alpha": 32, "dropout": 0.05, "target_modules": "all-linear"}
 LORA_DEFAULTS_V1 = dict(LORA_DEFAULTS, target_modules=None)
 CONTRASTIVE_DEFAULTS = {"layer": 0.75, "temperature": 0.07, "weight": 0.1, "unit": "token"}
@@ -352,121 +348,7 @@ def _identity(path: Path) -> Tuple[int, int, int]:
     return st.st_ino, st.st_size, st.st_mtime_ns
 
 
-def init_lora(peft_model, seed: int) -> None:
-    """Fresh LoRA weights as peft initialises them (A: Kaiming-uniform with a = sqrt(5), the
-    nn.Linear default; B: zero, so the adapted model starts as the base), drawn from a local
-    generator seeded with `seed`."""
-    generator = torch.Generator().manual_seed(int(seed))
-    with torch.no_grad():
-        for name, module in sorted(peft_model.named_modules(), key=lambda item: item[0]):
-            if isinstance(getattr(module, "lora_A", None), torch.nn.ModuleDict):
-                for adapter in module.lora_A:
-                    torch.nn.init.kaiming_uniform_(module.lora_A[adapter].weight, a=math.sqrt(5), generator=generator)
-                    torch.nn.init.zeros_(module.lora_B[adapter].weight)
-
-
-def load_adapter(peft_model, path: Path) -> None:
-    """Load LoRA weights from safetensors; error unless every adapter key is present and used."""
-    from peft import get_peft_model_state_dict, set_peft_model_state_dict
-    from safetensors.torch import load_file
-
-    state = load_file(str(path))
-    expected = set(get_peft_model_state_dict(peft_model))
-    missing, unexpected = sorted(expected - set(state)), sorted(set(state) - expected)
-    if missing or unexpected:
-        raise ValueError(
-            f"{path}: adapter weights do not match the model (missing {missing[:5]}, unexpected {unexpected[:5]}); "
-            "was it saved with another base model or LoRA configuration?"
-        )
-    result = set_peft_model_state_dict(peft_model, state)
-    if getattr(result, "unexpected_keys", None):
-        raise ValueError(f"{path}: peft did not use adapter keys {result.unexpected_keys[:5]}.")
-    now = get_peft_model_state_dict(peft_model)
-    for key, value in state.items():
-        if not torch.equal(now[key].detach().cpu().to(value.dtype), value):
-            raise ValueError(f"{path}: adapter weight {key} was not loaded.")
-
-
-def check_causal_lm(config, name: Optional[str]) -> None:
-    """Raise a clear error unless `config` describes a model with a causal-LM head."""
-    from transformers import MODEL_FOR_CAUSAL_LM_MAPPING
-
-    encoder = config.model_type in ("bert", "roberta", "xlm-roberta", "camembert", "electra", "deberta", "deberta-v2")
-    if type(config) not in MODEL_FOR_CAUSAL_LM_MAPPING or (encoder and not getattr(config, "is_decoder", False)):
-        raise ValueError(
-            f"Base model {name!r} ({config.model_type}) has no causal language-model head; the few-shot NER "
-            "component needs a decoder LM such as Llama, Qwen2, Mistral or GPT-2."
-        )
-
-
-def target_modules_for(config) -> List[str]:
-    """LoRA target modules for the architecture of `config`."""
-    if config.model_type in TARGET_MODULES:
-        return list(TARGET_MODULES[config.model_type])
-    try:
-        from peft.utils.constants import TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING as peft_map
-    except ImportError:  # pragma: no cover - older/newer peft
-        peft_map = {}
-    if config.model_type in peft_map:
-        return list(peft_map[config.model_type])
-    raise ValueError(
-        f"No default LoRA target modules for model type {config.model_type!r}: set lora.target_modules "
-        "(a list of module names, or \"all-linear\")."
-    )
-
-
-def resolve_dtype(dtype: str, device: torch.device) -> torch.dtype:
-    """The base weights' dtype on `device` for the `dtype` setting (see LoRAInstructionNER.v2).
-    "auto" is the package's precision setting on a GPU, but float32 on a CPU: there, a bf16 base
-    scored lower F1 on the CrossNER episodes (docs/benchmarks.md, table precision-fewshot)."""
-    if dtype == "float16":
-        return torch.float16
-    if check_precision(dtype) == "auto" and device.type == "cpu":
-        return torch.float32
-    return weights_dtype(dtype, device)
-
-
-def split_causal_lm(peft_model) -> Tuple[torch.nn.Module, torch.nn.Module]:
-    """(backbone, lm head) of a (peft-wrapped) causal LM, so that logits are computed only where needed."""
-    hf = peft_model.get_base_model() if hasattr(peft_model, "get_base_model") else peft_model
-    return getattr(hf, hf.base_model_prefix), hf.get_output_embeddings()
-
-
-def num_layers(peft_model) -> int:
-    config = peft_model.config
-    return int(getattr(config, "num_hidden_layers", None) or getattr(config, "n_layer"))
-
-
-def max_positions(peft_model, tokenizer=None) -> int:
-    config = peft_model.config
-    for key in ("max_position_embeddings", "n_positions", "max_sequence_length", "seq_length"):
-        value = getattr(config, key, None)
-        if value:
-            return int(value)
-    return int(getattr(tokenizer, "model_max_length", 2048))
-
-
-def contrastive_layer(fraction: float, depth: int) -> int:
-    """Hidden-state index round(fraction * depth), rounding halves up, in [1, depth]."""
-    return min(depth, max(1, int(math.floor(fraction * depth + 0.5))))
-
-
 # -- training forward ---------------------------------------------------------------------------
-@dataclass
-class _Pass:
-    """One chunk's forward pass: its tensors, input embeddings, summed answer-token
-    cross-entropy, and the contrastive representations of its text tokens with their types."""
-
-    tensors: Dict[str, torch.Tensor]
-    #: Input embeddings: (shared prefix (1 x P), rest of every row) or (whole rows,).
-    embeds: Tuple[torch.Tensor, ...]
-    lm_sum: torch.Tensor
-    reps: Optional[torch.Tensor]
-    types: List[str]
-    #: Per representation: (instruction, mention start) for entity tokens, None otherwise.
-    groups: List[Optional[Tuple[int, int]]]
-
-
 def forward(model: Model, chunks: List[List[Instruction]], is_train: bool) -> Tuple[Dict[str, float], Callable]:
     """Loss terms of one update batch of instructions, given as `chunks` that are run one at a
     time, and the backprop that applies them. The loss does not depend on the chunking: the LM
@@ -500,8 +382,8 @@ def forward(model: Model, chunks: List[List[Instruction]], is_train: bool) -> Tu
     scale = mean_embedding_norm(embed.weight) if is_train and epsilon > 0 else 0.0  # FGM's unit, once an update
     states, passes = [], []
     for chunk, tensors in zip(chunks, all_tensors):
-        states.append(_rng_state(device))
-        passes.append(_run(backbone, head, embed, chunk, tensors, layer, keep_graph, keep_graph and epsilon > 0))
+        states.append(rng_state(device))
+        passes.append(run_chunk(backbone, head, embed, chunk, tensors, layer, keep_graph, keep_graph and epsilon > 0))
     with torch.set_grad_enabled(is_train):
         lm_loss = sum(p.lm_sum for p in passes) / n_answer
         con_loss = None
@@ -527,15 +409,15 @@ def forward(model: Model, chunks: List[List[Instruction]], is_train: bool) -> Tu
             (d_all,) = torch.autograd.grad(weight * con_loss, reps)
             d_reps = d_all.split([len(p.types) for p in passes])
         for i, (chunk, tensors) in enumerate(zip(chunks, all_tensors)):
-            _set_rng_state(states[i], device)
-            run = _run(backbone, head, embed, chunk, tensors, layer, True, epsilon > 0)
+            set_rng_state(states[i], device)
+            run = run_chunk(backbone, head, embed, chunk, tensors, layer, True, epsilon > 0)
             surrogate = run.lm_sum / n_answer
             if d_reps is not None:
                 surrogate = surrogate + (run.reps.float() * d_reps[i]).sum()
             (surrogate * d_loss).backward()
             _adversarial_step(run, d_loss)
 
-    def _adversarial_step(run: _Pass, d_loss: float) -> None:
+    def _adversarial_step(run: ChunkPass, d_loss: float) -> None:
         if epsilon <= 0:
             return
         moved = []
@@ -547,181 +429,10 @@ def forward(model: Model, chunks: List[List[Instruction]], is_train: bool) -> Tu
                 moved.append(e.detach() + relative_fgm_perturbation(e.grad, epsilon, run.tensors[movable], scale))
             else:  # v1: whole rows only (collate shares nothing), every position
                 moved.append(e.detach() + fgm_perturbation(e.grad, epsilon, run.tensors["attention_mask"]))
-        hidden, _ = _forward(backbone, moved, run.tensors, None)
+        hidden, _ = forward_chunk(backbone, moved, run.tensors, None)
         adv_sum = answer_loss(hidden, head, run.tensors, reduction="sum")
         (adv_sum / n_answer * d_loss).backward()
         terms["adversarial"] += adv_sum.item() / n_answer
 
     return terms, backprop
 
-
-#: The embedded parts of a chunk in order, and the mask of the positions FGM may move in each
-#: (the instruction prefix, shared by every row, is never moved).
-PARTS = (("prefix_ids", None), ("stem_ids", "stem_mask"), ("input_ids", "perturb_mask"))
-
-
-def _run(backbone, head, embed, chunk: List[Instruction], tensors: Dict[str, torch.Tensor], layer: Optional[int],
-         grad: bool, embed_grad: bool) -> _Pass:
-    embeds = tuple(embed(tensors[key]).detach().requires_grad_(embed_grad and movable is not None)
-                   for key, movable in PARTS if key in tensors)
-    with torch.set_grad_enabled(grad):
-        hidden, states = _forward(backbone, embeds, tensors, layer)
-        lm_sum = answer_loss(hidden, head, tensors, reduction="sum")
-        if layer is None:
-            reps, types, groups = None, [], []
-        elif "stem_ids" in tensors:  # the text tokens are in the stems, one per segment
-            reps, types, groups = text_token_reps(states, chunk, tensors["prefix_ids"].shape[1], tensors["row_stem"].tolist())
-        else:
-            reps, types, groups = text_token_reps(states, chunk)
-    return _Pass(tensors, embeds, lm_sum, reps, types, groups)
-
-
-def _forward(backbone, embeds: Sequence[torch.Tensor], tensors: Dict[str, torch.Tensor],
-             layer: Optional[int]) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
-    """Last hidden states of every row's own part and, with `layer`, that layer's hidden states
-    of the text: of the whole rows, or of the stems. With a shared prefix (`collate`), the prefix
-    runs once as one row, each stem (a segment) once after it, and each row (question + answer)
-    after its stem's cache; the caches are expanded / indexed, so gradients add up over the rows
-    that read them, as with whole rows."""
-    mask = tensors["attention_mask"]
-    want = layer is not None
-    if len(embeds) == 1:
-        out = backbone(inputs_embeds=embeds[0], attention_mask=mask, output_hidden_states=want)
-        return out.last_hidden_state, (out.hidden_states[layer] if want else None)
-    from transformers import DynamicCache
-
-    def legacy(cache):
-        return cache.to_legacy_cache() if hasattr(cache, "to_legacy_cache") else cache
-
-    prefix, stems, rest = embeds
-    n_prefix, n_stems, stem_len = prefix.shape[1], stems.shape[0], stems.shape[1]
-    stem_mask, row_stem = tensors["stem_mask"], tensors["row_stem"]
-    device = stems.device
-    past = legacy(backbone(inputs_embeds=prefix, use_cache=True).past_key_values)
-    cache = DynamicCache.from_legacy_cache(tuple((k.expand(n_stems, -1, -1, -1), v.expand(n_stems, -1, -1, -1)) for k, v in past))
-    positions = torch.arange(n_prefix, n_prefix + stem_len, device=device)[None].expand(n_stems, -1)
-    out_s = backbone(inputs_embeds=stems, attention_mask=torch.cat([stem_mask.new_ones((n_stems, n_prefix)), stem_mask], dim=1),
-                     position_ids=positions, past_key_values=cache, use_cache=True, output_hidden_states=want)
-    rows = rest.shape[0]
-    cache = DynamicCache.from_legacy_cache(tuple((k[row_stem], v[row_stem]) for k, v in legacy(out_s.past_key_values)))
-    full_mask = torch.cat([mask.new_ones((rows, n_prefix)), stem_mask[row_stem], mask], dim=1)
-    start = n_prefix + stem_mask.sum(dim=1)[row_stem]
-    positions = start[:, None] + torch.arange(rest.shape[1], device=device)[None]
-    out = backbone(inputs_embeds=rest, attention_mask=full_mask, position_ids=positions, past_key_values=cache, use_cache=True)
-    return out.last_hidden_state, (out_s.hidden_states[layer] if want else None)
-
-
-def _rng_state(device: torch.device) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
-    return torch.get_rng_state(), torch.cuda.get_rng_state(device) if device.type == "cuda" else None
-
-
-def _set_rng_state(state: Tuple[torch.Tensor, Optional[torch.Tensor]], device: torch.device) -> None:
-    torch.set_rng_state(state[0])
-    if state[1] is not None:
-        torch.cuda.set_rng_state(state[1], device)
-
-
-def collate(batch: List[Instruction], pad_id: int, device, limit: int, constrained: bool = False,
-            share_prefix: bool = False) -> Dict[str, torch.Tensor]:
-    """Right-padded ids and attention mask of the rows, the (row, position) pairs whose next-token
-    prediction is an answer token, with those targets, `perturb_mask` (the positions after the
-    instruction prefix: what FGM may move) and (`constrained`) the (answer token, allowed id) pairs
-    of the decoder's choice sets.
-
-    Whole rows are prompt + answer. With `share_prefix`, when every instruction has the same
-    prefix (the chat format's instruction), the chunk is split in three: `prefix_ids` (1 x P), run
-    once; `stem_ids`/`stem_mask` (one row per segment: its text), run once after the prefix; and
-    the rows (`input_ids`: suffix + answer, the question in the chat format) after their stem
-    (`row_stem`). All of a segment's types then read one pass over its text."""
-    full = [inst.input_ids + inst.answer_ids for inst in batch]
-    longest = max(len(s) for s in full)
-    if longest > limit:
-        raise ValueError(
-            f"An instruction with its answer needs {longest} tokens, more than the model's window of {limit}; "
-            "lower max_new_tokens or use a base model with a longer window."
-        )
-    prefix = batch[0].prefix_ids
-    stems: Dict[int, int] = {}
-    if share_prefix and prefix and all(inst.prefix_ids == prefix for inst in batch):
-        for inst in batch:
-            stems.setdefault(id(inst.segment), len(stems))
-        seqs = [inst.suffix_ids + inst.answer_ids for inst in batch]
-        skip = [len(inst.input_ids) - len(inst.suffix_ids) for inst in batch]  # prefix + text
-    else:
-        seqs, skip = full, [0] * len(batch)
-    longest = max(len(s) for s in seqs)
-    ids = torch.full((len(seqs), longest), pad_id, dtype=torch.long)
-    mask = torch.zeros((len(seqs), longest), dtype=torch.long)
-    perturb = torch.zeros((len(seqs), longest), dtype=torch.long)
-    rows, cols, targets, choice_rows, choice_ids = [], [], [], [], []
-    for r, (inst, seq) in enumerate(zip(batch, seqs)):
-        ids[r, : len(seq)] = torch.tensor(seq)
-        mask[r, : len(seq)] = 1
-        perturb[r, max(0, len(inst.prefix_ids) - skip[r]) : len(seq)] = 1
-        start = len(inst.input_ids) - skip[r]
-        if constrained and len(inst.answer_allowed) != len(inst.answer_ids):
-            raise ValueError("answer_loss='constrained' needs the allowed token sets of every answer token.")
-        for k, tok in enumerate(inst.answer_ids):
-            if constrained:
-                choice_rows.extend([len(targets)] * len(inst.answer_allowed[k]))
-                choice_ids.extend(inst.answer_allowed[k])
-            rows.append(r)
-            cols.append(start + k - 1)
-            targets.append(tok)
-    out = {
-        "input_ids": ids.to(device), "attention_mask": mask.to(device), "perturb_mask": perturb.to(device),
-        "rows": torch.tensor(rows, device=device), "cols": torch.tensor(cols, device=device),
-        "targets": torch.tensor(targets, device=device),
-    }
-    if stems:
-        texts = {stems[id(inst.segment)]: inst.segment.input_ids for inst in batch}
-        stem_len = max(len(t) for t in texts.values())
-        stem_ids = torch.full((len(stems), stem_len), pad_id, dtype=torch.long)
-        stem_mask = torch.zeros((len(stems), stem_len), dtype=torch.long)
-        for k, text in texts.items():
-            stem_ids[k, : len(text)] = torch.tensor(text)
-            stem_mask[k, : len(text)] = 1
-        out["prefix_ids"] = torch.tensor([prefix], dtype=torch.long, device=device)
-        out["stem_ids"], out["stem_mask"] = stem_ids.to(device), stem_mask.to(device)
-        out["row_stem"] = torch.tensor([stems[id(inst.segment)] for inst in batch], dtype=torch.long, device=device)
-    if constrained:
-        out["choice_rows"] = torch.tensor(choice_rows, device=device, dtype=torch.long)
-        out["choice_ids"] = torch.tensor(choice_ids, device=device, dtype=torch.long)
-    return out
-
-
-def answer_loss(hidden: torch.Tensor, head: torch.nn.Module, tensors: Dict[str, torch.Tensor],
-                reduction: str = "mean") -> torch.Tensor:
-    """Cross-entropy of the answer tokens only, their mean or sum (`reduction`), over the allowed
-    tokens when the batch has choice sets."""
-    logits = head(hidden[tensors["rows"], tensors["cols"]]).float()
-    if "choice_rows" in tensors:
-        allowed = torch.zeros_like(logits, dtype=torch.bool)
-        allowed[tensors["choice_rows"], tensors["choice_ids"]] = True
-        logits = logits.masked_fill(~allowed, float("-inf"))
-    return torch.nn.functional.cross_entropy(logits, tensors["targets"], reduction=reduction)
-
-
-def text_token_reps(hidden: torch.Tensor, batch: List[Instruction], offset: int = 0,
-                    row_of: Optional[List[int]] = None) -> Tuple[torch.Tensor, List[str], List[Optional[Tuple[int, int]]]]:
-    """Hidden states of every non-whitespace input-text token of each instruction that has
-    `contrastive` set (once per segment when the text comes before the type), with its gold entity
-    type ("" for none) and its mention, (instruction index, mention start) or None. `hidden` starts
-    at position `offset` of the instructions, and instruction r's states are row `row_of[r]` of it
-    (default r): the stems of `collate`."""
-    rows, cols, types, groups = [], [], [], []
-    for i, inst in enumerate(batch):
-        if not inst.contrastive:
-            continue
-        start = inst.text_range[0] - offset
-        r = row_of[i] if row_of is not None else i
-        for k, (a, b) in enumerate(inst.segment.offsets):
-            if b > a:
-                rows.append(r)
-                cols.append(start + k)
-                types.append(inst.token_types[k] if inst.token_types else "")
-                mention = inst.token_spans[k] if inst.token_spans else -1
-                groups.append((i, mention) if mention >= 0 else None)
-    device = hidden.device
-    return (hidden[torch.tensor(rows, device=device, dtype=torch.long), torch.tensor(cols, device=device, dtype=torch.long)],
-            types, groups)
