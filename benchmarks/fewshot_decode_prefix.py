@@ -26,7 +26,8 @@ import torch
 from spacy.training import Example
 
 from spacy_msnr.fewshot import prefix_attention
-from spacy_msnr.fewshot.model import get_shim, split_causal_lm
+from spacy_msnr.fewshot.base_model import split_causal_lm
+from spacy_msnr.fewshot.model import get_shim
 from spacy_msnr.util import atomic_write_bytes
 
 RESULTS = fc.ROOT / "benchmarks" / "results"
