@@ -1,7 +1,7 @@
 """`review-export` and `review-import` on a small `annotate` output: the least confident documents
 go out first, the reviewed ones come back as gold Docs, once."""
 import json
-from pathlib import Path
+import shutil
 
 import pytest
 import spacy
@@ -108,8 +108,6 @@ def test_import_reviewed_tasks_once(annotated, tmp_path):
 
 
 def test_a_moved_source_is_a_user_error(annotated, tmp_path):
-    import shutil
-
     copy = tmp_path / "out"
     shutil.copytree(annotated / "out", copy)
     marker = next((copy / "_shards").glob("*.json"))

@@ -5,8 +5,8 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
-from spacy.tokens import DocBin
 import spacy
+from spacy.tokens import DocBin
 
 from spacy_msnr.review.formats import ReviewFormatError, import_review, labelling_config, write_labelling_config, write_tasks
 

@@ -1,21 +1,15 @@
 """`python -m spacy_msnr review-import`: a review tool's export (Label Studio JSON, Prodigy JSONL)
 added to a DocBin of gold entities, each task once."""
-from enum import Enum
 from pathlib import Path
 
 import typer
 from wasabi import msg
 
 from ._app import app, user_errors
-
+from .review_export import Format
 
 #: Skipped tasks listed by name (the rest are counted).
 SHOWN = 20
-
-
-class Format(str, Enum):
-    label_studio = "label-studio"
-    prodigy = "prodigy"
 
 
 @app.command("review-import")

@@ -22,7 +22,7 @@ import hashlib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Set, Tuple, Union
+from typing import Any, Dict, Iterable, Iterator, List, Mapping, Optional, Sequence, Set, Tuple, Union
 from xml.sax.saxutils import quoteattr
 
 import spacy
@@ -116,6 +116,7 @@ def write_tasks(records: Iterable[Record], path: Union[str, Path], format: str, 
 
 
 def check_format(format: str) -> None:
+    """ValueError unless `format` is one of `FORMATS`."""
     if format not in FORMATS:
         raise ValueError(f"unknown review format {format!r}; expected one of {', '.join(FORMATS)}")
 
@@ -219,37 +220,43 @@ def read_label_studio(path: Union[str, Path], labels: Optional[Iterable[str]] = 
     return out, skipped
 
 
+def json_lines(path: Path) -> Iterator[Tuple[int, Any]]:
+    """(line number, value) of each non-blank line of a JSONL file; ReviewFormatError naming the
+    line for bytes that are not UTF-8 or malformed JSON."""
+    with path.open("rb") as f:
+        for number, raw in enumerate(f, 1):
+            if not raw.strip():
+                continue
+            try:
+                yield number, json.loads(raw.decode("utf8"))
+            except UnicodeDecodeError as err:
+                raise ReviewFormatError(path, f"line {number}", f"bytes that are not UTF-8 ({err.reason} at column {err.start + 1})") from None
+            except json.JSONDecodeError as err:
+                raise ReviewFormatError(path, f"line {number}", f"malformed JSON: {err.msg} at column {err.colno}") from None
+
+
 def read_prodigy(path: Union[str, Path], labels: Optional[Iterable[str]] = None) -> Tuple[List[Reviewed], Skipped]:
     """The accepted tasks of a Prodigy JSONL export (`db-out`); rejected and ignored ones are counted."""
     path = Path(path)
     allowed = set(labels) if labels is not None else None
     out, skipped = [], Skipped()
-    with path.open("rb") as f:
-        for number, raw_line in enumerate(f, 1):
-            where = f"line {number}"
-            if not raw_line.strip():
-                continue
-            try:
-                task = json.loads(raw_line.decode("utf8"))
-            except UnicodeDecodeError as err:
-                raise ReviewFormatError(path, where, f"bytes that are not UTF-8 ({err.reason} at column {err.start + 1})") from None
-            except json.JSONDecodeError as err:
-                raise ReviewFormatError(path, where, f"malformed JSON: {err.msg} at column {err.colno}") from None
-            if not isinstance(task, dict) or not isinstance(task.get("text"), str):
-                raise ReviewFormatError(path, where, "expected a JSON object with a 'text' string")
-            answer = task.get("answer")
-            if answer not in ("accept", "reject", "ignore"):
-                raise ReviewFormatError(path, where, f"answer must be accept, reject or ignore, got {answer!r}")
-            if answer != "accept":
-                skipped.add(answer, where)
-                continue
-            text, meta = task["text"], task.get("meta") if isinstance(task.get("meta"), dict) else {}
-            spans = task.get("spans") or []
-            if not isinstance(spans, list) or not all(isinstance(s, dict) for s in spans):
-                raise ReviewFormatError(path, where, "'spans' must be a list of objects")
-            raw = [(s.get("start"), s.get("end"), s.get("label"), s.get("text")) for s in spans]
-            doc_id, task_id = meta.get("doc_id"), meta.get("task_id")
-            out.append(Reviewed(text, _spans(path, where, text, raw, allowed), _key(doc_id, task_id, text), where, task_id, None if doc_id is None else str(doc_id)))
+    for number, task in json_lines(path):
+        where = f"line {number}"
+        if not isinstance(task, dict) or not isinstance(task.get("text"), str):
+            raise ReviewFormatError(path, where, "expected a JSON object with a 'text' string")
+        answer = task.get("answer")
+        if answer not in ("accept", "reject", "ignore"):
+            raise ReviewFormatError(path, where, f"answer must be accept, reject or ignore, got {answer!r}")
+        if answer != "accept":
+            skipped.add(answer, where)
+            continue
+        text, meta = task["text"], task.get("meta") if isinstance(task.get("meta"), dict) else {}
+        spans = task.get("spans") or []
+        if not isinstance(spans, list) or not all(isinstance(s, dict) for s in spans):
+            raise ReviewFormatError(path, where, "'spans' must be a list of objects")
+        raw = [(s.get("start"), s.get("end"), s.get("label"), s.get("text")) for s in spans]
+        doc_id, task_id = meta.get("doc_id"), meta.get("task_id")
+        out.append(Reviewed(text, _spans(path, where, text, raw, allowed), _key(doc_id, task_id, text), where, task_id, None if doc_id is None else str(doc_id)))
     return out, skipped
 
 

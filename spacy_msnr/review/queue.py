@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any, Dict, Iterable, Iterator, List, Optional, Sequence, Set, Union
 
 from ..annotate.readers import FORMATS, Shard, plan_chunks, read_chunk
-from .formats import ReviewFormatError, check_format, write_labelling_config, write_tasks
+from .formats import ReviewFormatError, check_format, json_lines, write_labelling_config, write_tasks
 from .select import auto_accepted, select
 
 Record = Dict[str, Any]
@@ -42,19 +42,12 @@ def _entities(path: Path, where: str, text: str, entities: Any) -> List[Record]:
 
 def _jsonl_records(path: Path) -> Iterator[Record]:
     """The records of a JSONL file `{"id", "text", "entities"}` (the id defaults to `name:line`)."""
-    with path.open("rb") as f:
-        for number, raw in enumerate(f, 1):
-            if not raw.strip():
-                continue
-            try:
-                record = json.loads(raw.decode("utf8"))
-            except (UnicodeDecodeError, json.JSONDecodeError) as err:
-                raise ReviewFormatError(path, f"line {number}", f"malformed JSON line ({err})") from None
-            if not isinstance(record, dict) or not isinstance(record.get("text"), str):
-                raise ReviewFormatError(path, f"line {number}", "expected a JSON object with a 'text' string (a record: id, text, entities)")
-            text = record["text"]
-            doc_id = str(record["id"]) if record.get("id") is not None else f"{path.name}:{number}"
-            yield {"id": doc_id, "text": text, "entities": _entities(path, f"line {number}", text, record.get("entities") or [])}
+    for number, record in json_lines(path):
+        if not isinstance(record, dict) or not isinstance(record.get("text"), str):
+            raise ReviewFormatError(path, f"line {number}", "expected a JSON object with a 'text' string (a record: id, text, entities)")
+        text = record["text"]
+        doc_id = str(record["id"]) if record.get("id") is not None else f"{path.name}:{number}"
+        yield {"id": doc_id, "text": text, "entities": _entities(path, f"line {number}", text, record.get("entities") or [])}
 
 
 def _markers(folder: Path) -> List[Record]:
