@@ -102,3 +102,19 @@ def iob_to_docs(
 def doc_to_iob(doc: Doc) -> List[str]:
     """The IOB2 tags of a Doc's entities (the inverse of sentences_to_doc)."""
     return [f"{t.ent_iob_}-{t.ent_type_}" if t.ent_iob_ in ("B", "I") else "O" for t in doc]
+
+
+def iob_split(data: Union[str, Path], domain: str, split: str, vocab: Vocab, cache: Union[str, Path]) -> List[Doc]:
+    """Split `split` (e.g. train, dev, test) of the IOB corpus in folder `data`/`domain`
+    (`split`.txt, one sentence a Doc, as CrossNER is laid out), converted once into the DocBin
+    `cache`/`domain`-`split`.spacy and read from there afterwards."""
+    from spacy.tokens import DocBin
+
+    from ..util import atomic_write_bytes
+    from .episodes import load_docs
+
+    path = Path(cache) / f"{domain}-{split}.spacy"
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_bytes(path, DocBin(docs=iob_to_docs(Path(data) / domain / f"{split}.txt", vocab)).to_bytes())
+    return load_docs(path, vocab)
