@@ -63,10 +63,11 @@ another K, joins a results file measured earlier.
 import argparse
 import hashlib
 import json
+import logging
 import os
 import random
 import statistics
-import threading
+import sys
 import time
 from pathlib import Path
 from typing import Any, Dict, List, Optional
@@ -76,10 +77,13 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 import spacy  # noqa: E402
 from spacy.training import Example  # noqa: E402
 from spacy.util import minibatch  # noqa: E402
-from thinc.api import Adam  # noqa: E402
 
-from spacy_msnr.fewshot.evaluate import query_sample  # noqa: E402
-from spacy_msnr.corpus.episodes import label_counts, load_docs, sample_episodes  # noqa: E402
+from spacy_msnr.corpus.episodes import label_counts  # noqa: E402
+from spacy_msnr.corpus.iob import iob_split  # noqa: E402
+from spacy_msnr.fewshot import evaluate  # noqa: E402
+from spacy_msnr.fewshot.evaluate import (  # noqa: E402
+    MAX_DEMONSTRATIONS, PeakRSS, fixed_query_episodes, passes, reshuffled, score_query, train_support, update_loop,
+)
 from spacy_msnr.util import atomic_write_bytes  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -98,8 +102,7 @@ EPISODIC_ROWS = ("episodic_zero", "episodic_full", "episodic_no_fgm")
 SOURCE_ROWS = ("source_zero", "source_in_context", "source_full", "source_no_contrastive", "source_no_fgm", "source_span_no_fgm") + EPISODIC_ROWS
 #: Rows run only when asked for (--rows).
 LATER_ROWS = EPISODIC_ROWS + ("source_span_no_fgm",)
-#: The in-context rows show every support sentence (an episode has fewer).
-MAX_DEMONSTRATIONS = 1000
+#: The in-context rows show every support sentence (MAX_DEMONSTRATIONS: an episode has fewer).
 IN_CONTEXT_ROWS = ("in_context", "source_in_context")
 #: Source rows with a target stage, and the row of fewshot_pipeline each trains as.
 TARGET_STAGE = {"source_full": "full", "source_no_contrastive": "no_contrastive", "source_no_fgm": "no_fgm",
@@ -131,45 +134,9 @@ LATER_DEFAULTS = {"describe": False, "negative_rate": 1.0, "source_negative_rate
                   "source_full_negative_rate": None, "source_n_way": 5, "source_k_shot": 5, "precision": "fp32"}
 
 
-class PeakRSS:
-    """Peak resident memory (MiB) of this process while the block runs, sampled every 5 ms."""
-
-    def __enter__(self):
-        self.peak, self._stop = _rss(), False
-        self._thread = threading.Thread(target=self._poll, daemon=True)
-        self._thread.start()
-        return self
-
-    def _poll(self):
-        while not self._stop:
-            self.peak = max(self.peak, _rss())
-            time.sleep(0.005)
-
-    def __exit__(self, *exc):
-        self._stop = True
-        self._thread.join()
-        self.peak = max(self.peak, _rss())
-
-
-def _rss() -> float:
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    return 0.0
-
-
 def docbin(domain: str, split: str, vocab) -> List:
     """The domain's split as Docs (converted once from the IOB file into WORK)."""
-    from spacy.tokens import DocBin
-
-    from spacy_msnr.corpus.iob import iob_to_docs
-
-    path = WORK / f"{domain}-{split}.spacy"
-    if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write_bytes(path, DocBin(docs=iob_to_docs(DATA / domain / f"{split}.txt", vocab)).to_bytes())
-    return load_docs(path, vocab)
+    return iob_split(DATA, domain, split, vocab, WORK)
 
 
 #: The source stage depends on these settings (its cache key).
@@ -207,66 +174,13 @@ def fewshot_pipeline(args, row: str, labels: List[str], base_model: Optional[str
                      negative_rate: Optional[float] = None):
     """A blank pipeline with `fewshot_ner` for `labels` on `base_model` (default --base-model), with
     `negative_rate` (default --negative-rate); `row` switches a loss term off."""
-    model: Dict[str, Any] = {"base_model": base_model or args.base_model, "lora": {"r": args.lora_r, "alpha": 2 * args.lora_r},
-                             "dtype": getattr(args, "precision", "fp32")}
-    if row == "no_contrastive":
-        model["contrastive"] = {"weight": 0.0}
-    if row in ("no_fgm", "span_no_fgm"):
-        model["adversarial"] = {"epsilon": 0.0}
-    if row == "span_no_fgm":
-        model["contrastive"] = {"unit": "span"}
-    nlp = spacy.blank("en")
-    nlp.add_pipe("fewshot_ner", config={
-        "labels": {label: DESCRIPTIONS.get(label, label) if args.describe else label for label in labels}, "max_new_tokens": args.max_new_tokens,
-        "batch_size": 32, "train_batch_size": args.train_chunk, "negative_rate": args.negative_rate if negative_rate is None else negative_rate, "model": model,
-        "demonstrations": MAX_DEMONSTRATIONS if row in IN_CONTEXT_ROWS else 0,
-    })
-    return nlp
-
-
-def set_prompt_format(nlp, prompt_format: str) -> None:
-    """Build the fewshot_ner prompts in `prompt_format`."""
-    if "fewshot_ner" in nlp.pipe_names:
-        pipe = nlp.get_pipe("fewshot_ner")
-        pipe.cfg["prompt_format"] = prompt_format
-        pipe._builder = None
-
-
-def train(nlp, examples: List[Example], steps: int, lr: float, batch_size: int, seed: int,
-          prompt_format: str = "auto", log_every: int = 0) -> Dict[str, float]:
-    """Initialize and run `steps` updates (printing the losses every `log_every`, if set); seconds
-    and the last update's losses."""
-    spacy.util.fix_random_seed(seed)
-    nlp.initialize(lambda: examples)
-    set_prompt_format(nlp, prompt_format)
-    sgd = Adam(lr)
-    start, cpu, step, losses = time.perf_counter(), time.process_time(), 0, {}
-    rng = random.Random(seed)
-    while step < steps:
-        examples = rng.sample(examples, len(examples))
-        for batch in minibatch(examples, size=batch_size):
-            losses = nlp.update(batch, sgd=sgd)
-            step += 1
-            if log_every and step % log_every == 0:
-                print(f"  update {step}/{steps} ({time.perf_counter() - start:.0f}s): "
-                      + ", ".join(f"{k} {v:.3f}" for k, v in losses.items()), flush=True)
-            if step >= steps:
-                break
-    seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
-    return {"train_s": seconds, "s_per_update": seconds / steps if steps else 0.0,
-            "cpu_s_per_update": cpu / steps if steps else 0.0,
-            "last_losses": {k: round(v, 4) for k, v in losses.items()}}
-
-
-def score(nlp, query) -> Dict[str, float]:
-    examples = [Example(nlp.make_doc(d.text), d) for d in query]
-    with PeakRSS() as mem:
-        start, cpu = time.perf_counter(), time.process_time()
-        scores = nlp.evaluate(examples)
-        seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
-    return {"f": scores["ents_f"], "p": scores["ents_p"], "r": scores["ents_r"], "score_s": seconds,
-            "cpu_sents_per_s": len(examples) / cpu,
-            "sents_per_s": len(examples) / seconds, "peak_mib": mem.peak}
+    return evaluate.fewshot_pipeline(
+        {label: DESCRIPTIONS.get(label, label) if args.describe else label for label in labels}, base_model or args.base_model,
+        lora_r=args.lora_r, dtype=args.precision, max_new_tokens=args.max_new_tokens, train_batch_size=args.train_chunk,
+        negative_rate=args.negative_rate if negative_rate is None else negative_rate,
+        demonstrations=MAX_DEMONSTRATIONS if row in IN_CONTEXT_ROWS else 0,
+        contrastive={"weight": 0.0} if row == "no_contrastive" else {"unit": "span"} if row == "span_no_fgm" else None,
+        adversarial={"epsilon": 0.0} if row in ("no_fgm", "span_no_fgm") else None)
 
 
 def source_base(args) -> Path:
@@ -285,8 +199,8 @@ def source_base(args) -> Path:
     examples = [Example(nlp.make_doc(d.text), d) for d in sample]
     print(f"source stage: {args.source} ({', '.join(labels)}), {len(examples)} sentences, {args.source_steps} updates "
           f"of {args.source_batch_size}, lr {args.source_lr}", flush=True)
-    trained = train(nlp, examples, args.source_steps, args.source_lr, args.source_batch_size, args.seed,
-                    args.prompt_format, log_every=5)
+    trained = train_support(nlp, examples, args.source_steps, args.source_lr, args.source_batch_size, args.seed,
+                            args.prompt_format, log_every=5).record()
     get_shim(nlp.get_pipe("fewshot_ner").model).save_merged(out / "model")
     atomic_write_bytes(out / "source.json", json.dumps(dict(trained, labels=labels, sentences=len(examples), settings={
         k: getattr(args, k) for k in SOURCE_KEYED}), indent=2).encode())
@@ -329,28 +243,19 @@ def episodic_source_base(args, target: str) -> Path:
             break
     labels = sorted({label for ep in used for label in ep.labels})
     nlp = fewshot_pipeline(args, "full", labels, negative_rate=args.source_negative_rate)
-    spacy.util.fix_random_seed(args.seed)
-    nlp.initialize(lambda: [Example(nlp.make_doc(d.text), d) for batch in batches for d in batch])
-    set_prompt_format(nlp, args.prompt_format)
     per_domain = {name: sum(ep.domain == name for ep in used) for name in domains}
     print(f"episodic source stage for {target}: {len(used)} episodes ({per_domain}), {len(labels)} types, "
           f"{sum(map(len, batches))} sentences, {count} instructions in {len(batches)} updates, lr {args.source_lr}", flush=True)
-    sgd = Adam(args.source_lr)
-    start, cpu, losses = time.perf_counter(), time.process_time(), {}
-    for step, batch in enumerate(batches, 1):
-        losses = nlp.update([Example(nlp.make_doc(d.text), d) for d in batch], sgd=sgd)
-        if step % 5 == 0:
-            print(f"  update {step}/{len(batches)} ({time.perf_counter() - start:.0f}s): "
-                  + ", ".join(f"{k} {v:.3f}" for k, v in losses.items()), flush=True)
-    seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
+    trained = train_support(nlp, [Example(nlp.make_doc(d.text), d) for batch in batches for d in batch], len(batches),
+                            args.source_lr, args.source_batch_size, args.seed, args.prompt_format, log_every=5,
+                            batches=([Example(nlp.make_doc(d.text), d) for d in batch] for batch in batches))
     get_shim(nlp.get_pipe("fewshot_ner").model).save_merged(out / "model")
     atomic_write_bytes(out / "source.json", json.dumps({
         "mode": "episodic", "target": target, "domains": per_domain, "episodes": len(used), "labels": labels,
-        "sentences": sum(map(len, batches)), "instructions": count, "updates": len(batches), "train_s": seconds,
-        "s_per_update": seconds / len(batches), "cpu_s_per_update": cpu / len(batches),
-        "last_losses": {k: round(v, 4) for k, v in losses.items()},
+        "sentences": sum(map(len, batches)), "instructions": count, "updates": len(batches), **trained.record(),
         "settings": {k: getattr(args, k) for k in SOURCE_KEYED + EPISODIC_KEYED}}, indent=2).encode())
-    print(f"episodic source stage done in {seconds:.0f}s ({seconds / len(batches):.1f} s/update), last losses {losses}", flush=True)
+    print(f"episodic source stage done in {trained.seconds:.0f}s ({trained.seconds / len(batches):.1f} s/update), "
+          f"last losses {trained.losses}", flush=True)
     return out / "model"
 
 
@@ -424,18 +329,6 @@ def trf_source(args) -> Path:
     return out / "model-best"
 
 
-@spacy.Language.factory("keep_labels", default_config={"labels": []})
-def make_keep_labels(nlp, name: str, labels: List[str]):
-    """Drop predicted entities whose label is not in `labels` (the episode's types)."""
-    keep = set(labels)
-
-    def keep_labels(doc):
-        doc.ents = [ent for ent in doc.ents if ent.label_ in keep]
-        return doc
-
-    return keep_labels
-
-
 def run_spacy_source_cell(args, row: str, episode, seed: int) -> Dict[str, Any]:
     """The spacy_ner_source / spacy_trf_source rows: the source-trained pipeline, the episode's types
     added, --ner-steps updates on the support set, predictions limited to the episode's types. The
@@ -457,20 +350,11 @@ def run_spacy_source_cell(args, row: str, episode, seed: int) -> Dict[str, Any]:
         drop = training["dropout"]
     else:
         sgd, drop = nlp.resume_training(), 0.0
-    rng, step, losses = random.Random(seed), 0, {}
-    with PeakRSS() as mem:
-        start, cpu = time.perf_counter(), time.process_time()
-        while step < args.ner_steps:
-            for batch in minibatch(rng.sample(support, len(support)), size=args.batch_size):
-                losses = nlp.update(batch, sgd=sgd, drop=drop)
-                step += 1
-                if step >= args.ner_steps:
-                    break
-        seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
-    nlp.add_pipe("keep_labels", config={"labels": episode.labels})
-    result = {"labels": episode.labels, "support": len(support), "query": len(episode.query), "updates": step,
-              "train_s": seconds, "s_per_update": seconds / step if step else 0.0, "cpu_s_per_update": cpu / step if step else 0.0,
-              "last_losses": {k: round(v, 4) for k, v in losses.items()}, **score(nlp, episode.query),
+    with PeakRSS() as mem:  # each pass a fresh shuffle of the support set
+        trained = update_loop(nlp, passes(support, args.batch_size, reshuffled(seed, from_start=True)), args.ner_steps,
+                              sgd, drop=drop, log_every=0)
+    result = {"labels": episode.labels, "support": len(support), "query": len(episode.query), "updates": trained.updates,
+              **trained.record(), **score_query(nlp, episode.query, episode.labels, peak_rss=True).record(),
               ("trf_source" if trf else "spacy_source"): json.loads((source.parent / "source.json").read_text())}
     result["peak_mib"] = max(result["peak_mib"], mem.peak)
     return result
@@ -495,9 +379,9 @@ def run_cell(args, row: str, episode, seed: int, target: str) -> Dict[str, Any]:
         lr = args.source_full_lr if after_source and args.source_full_lr is not None else args.lr
     support = [Example(nlp.make_doc(d.text), d) for d in episode.support]
     with PeakRSS() as mem:
-        trained = train(nlp, support, steps, lr, args.batch_size, seed, args.prompt_format)
+        trained = train_support(nlp, support, steps, lr, args.batch_size, seed, args.prompt_format).record()
     result = {"labels": episode.labels, "support": len(support), "query": len(episode.query), "updates": steps,
-              **trained, **score(nlp, episode.query)}
+              **trained, **score_query(nlp, episode.query, peak_rss=True).record()}
     result["peak_mib"] = max(result["peak_mib"], mem.peak)
     if source is not None:
         result["source"] = json.loads((source.parent / "source.json").read_text())
@@ -513,12 +397,9 @@ def run(args) -> None:
     cells.mkdir(parents=True, exist_ok=True)
     (cells / "settings.json").write_text(json.dumps({k: getattr(args, k) for k in KEYED}, indent=2))
     for target in args.targets:
-        train_docs = docbin(target, "train", vocab)
-        query_docs = query_sample(docbin(target, "test", vocab), args.query_limit, args.seed)
+        train_docs, test_docs = docbin(target, "train", vocab), docbin(target, "test", vocab)
         for k in args.shots:
-            types = sorted(t for t, n in label_counts(train_docs).items() if n >= 2 * k)
-            episodes = sample_episodes(train_docs, query_docs, min(args.n_way, len(types)), k, args.episodes,
-                                       seed=args.seed, labels=types)
+            episodes = fixed_query_episodes(train_docs, test_docs, args.n_way, k, args.episodes, args.query_limit, args.seed)
             for i, ep in enumerate(episodes):
                 for row in args.rows:
                     path = cells / f"{target}-k{k}-ep{i}-{row}.json"
@@ -737,6 +618,10 @@ def main(argv: Optional[List[str]] = None) -> None:
     if args.source_steps <= 0 and set(args.rows) & set(SOURCE_ROWS):
         p.error("the source rows need --source-steps N > 0")
     args.source_pool = sorted(path.name for path in DATA.iterdir() if (path / "train.txt").exists()) if DATA.is_dir() else []
+    handler = logging.StreamHandler(sys.stdout)  # the source stages' progress (train_support's log_every)
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    evaluate.logger.addHandler(handler)
+    evaluate.logger.setLevel(logging.INFO)
     run(args)
 
 

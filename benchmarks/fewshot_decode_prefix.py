@@ -20,17 +20,25 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional
 from unittest import mock
 
-import fewshot_crossner as fc  # benchmarks/fewshot_crossner.py
-import spacy
-import torch
-from spacy.training import Example
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from spacy_msnr.fewshot import prefix_attention
-from spacy_msnr.fewshot.base_model import split_causal_lm
-from spacy_msnr.fewshot.model import get_shim
-from spacy_msnr.util import atomic_write_bytes
+import spacy  # noqa: E402
+import torch  # noqa: E402
+from spacy.training import Example  # noqa: E402
 
-RESULTS = fc.ROOT / "benchmarks" / "results"
+from spacy_msnr.corpus.iob import iob_split  # noqa: E402
+from spacy_msnr.fewshot import prefix_attention  # noqa: E402
+from spacy_msnr.fewshot.base_model import split_causal_lm  # noqa: E402
+from spacy_msnr.fewshot.evaluate import MAX_DEMONSTRATIONS, fewshot_pipeline, fixed_query_episodes  # noqa: E402
+from spacy_msnr.fewshot.model import get_shim  # noqa: E402
+from spacy_msnr.util import atomic_write_bytes  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "benchmarks" / "results"
+#: The CrossNER corpus and the DocBins benchmarks/fewshot_crossner.py converts it into.
+DATA = Path(os.environ.get("MSNR_SHARED_DATA", ROOT.parent / "shared" / "data")) / "crossner"
+WORK = ROOT / "benchmarks" / "work" / "fewshot_crossner"
+DEFAULT_BASE = ROOT / "assets" / "models" / "smollm2-135m-instruct"
 #: The CrossNER table's query sample (its --query-limit default), so the episode and queries are its own.
 QUERY_LIMIT = 100
 
@@ -38,12 +46,8 @@ QUERY_LIMIT = 100
 def episode(args) -> Any:
     """Episode --episode of --target at K = --shots, drawn as the CrossNER table draws it."""
     vocab = spacy.blank("en").vocab
-    train_docs = fc.docbin(args.target, "train", vocab)
-    query_docs = fc.query_sample(fc.docbin(args.target, "test", vocab), QUERY_LIMIT, args.seed)
-    types = sorted(t for t, n in fc.label_counts(train_docs).items() if n >= 2 * args.shots)
-    episodes = fc.sample_episodes(train_docs, query_docs, min(args.n_way, len(types)), args.shots, args.episode + 1,
-                                  seed=args.seed, labels=types)
-    return episodes[args.episode]
+    train_docs, test_docs = (iob_split(DATA, args.target, split, vocab, WORK) for split in ("train", "test"))
+    return fixed_query_episodes(train_docs, test_docs, args.n_way, args.shots, args.episode + 1, QUERY_LIMIT, args.seed)[args.episode]
 
 
 def decode(nlp, texts: List[str], shared: bool) -> Dict[str, Any]:
@@ -64,15 +68,14 @@ def main(argv: Optional[List[str]] = None) -> None:
     p.add_argument("--queries", type=int, default=6, help="query sentences decoded each way")
     p.add_argument("--repeats", type=int, default=1, help="runs of each way (alternating)")
     p.add_argument("--max-new-tokens", type=int, default=32)
-    p.add_argument("--base-model", default=str(fc.DEFAULT_BASE))
+    p.add_argument("--base-model", default=str(DEFAULT_BASE))
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--results-name", default="fewshot_decode_prefix")
     args = p.parse_args(argv)
     load = os.getloadavg()
     ep = episode(args)
-    table_args = argparse.Namespace(base_model=args.base_model, lora_r=16, describe=False, max_new_tokens=args.max_new_tokens,
-                                    train_chunk=32, negative_rate=1.0)
-    nlp = fc.fewshot_pipeline(table_args, "in_context", ep.labels)
+    nlp = fewshot_pipeline(ep.labels, args.base_model, max_new_tokens=args.max_new_tokens, train_batch_size=32,
+                           demonstrations=MAX_DEMONSTRATIONS)  # the CrossNER table's in_context row
     nlp.initialize(lambda: [Example(nlp.make_doc(d.text), d) for d in ep.support])
     pipe = nlp.get_pipe("fewshot_ner")
     texts = [d.text for d in ep.query[: args.queries]]

@@ -5,8 +5,9 @@
 
 Builds a random `LlamaForCausalLM` of each shape (SmolLM2-135M's own config, or a Llama of about
 1.2 B parameters with SmolLM2's vocabulary), saves it with the given tokenizer, and runs one
-5-way K-shot CrossNER episode of the full method on it (`benchmarks/fewshot_crossner.py`'s
-`train`/`score`): seconds per update, query sentences/s, peak GPU memory
+5-way K-shot CrossNER episode of the full method on it (trained and scored as
+`benchmarks/fewshot_crossner.py` does: `spacy_msnr.fewshot.evaluate`'s `train_support` and
+`score_query`): seconds per update, query sentences/s, peak GPU memory
 (`torch.cuda.max_memory_allocated`) and peak RSS. Random weights decode to the token limit for
 every (sentence, type), so the query rate is a lower bound and F1 means nothing. On a GPU,
 fewshot_ner's dtype "auto" is bfloat16. Writes fewshot_shapes.{json,md} to --out.
@@ -14,13 +15,16 @@ fewshot_ner's dtype "auto" is bfloat16. Writes fewshot_shapes.{json,md} to --out
 import argparse
 import json
 import os
-import sys
 import time
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+ROOT = Path(__file__).resolve().parent.parent
+#: The CrossNER corpus and the DocBins benchmarks/fewshot_crossner.py converts it into.
+DATA = Path(os.environ.get("MSNR_SHARED_DATA", ROOT.parent / "shared" / "data")) / "crossner"
+WORK = ROOT / "benchmarks" / "work" / "fewshot_crossner"
 
 #: Config changes to SmolLM2-135M's config.json for each shape ("tiny" is for tests on a CPU).
 SHAPES: Dict[str, Dict[str, int]] = {
@@ -63,9 +67,8 @@ def measure(args, shape: str, work: Path) -> Dict[str, Any]:
     import torch
     from spacy.training import Example
 
-    from fewshot_crossner import docbin, fewshot_pipeline, score, train
-    from spacy_msnr.fewshot.evaluate import query_sample
-    from spacy_msnr.corpus.episodes import label_counts, sample_episodes
+    from spacy_msnr.corpus.iob import iob_split
+    from spacy_msnr.fewshot.evaluate import fewshot_pipeline, fixed_query_episodes, score_query, train_support
     from spacy_msnr.fewshot.model import get_shim
 
     folder = work / f"random-{shape}"
@@ -73,18 +76,16 @@ def measure(args, shape: str, work: Path) -> Dict[str, Any]:
     params = build(args.tokenizer, shape, folder)
     build_s = time.perf_counter() - start
     vocab = spacy.blank("en").vocab
-    train_docs = docbin(args.target, "train", vocab)
-    query = query_sample(docbin(args.target, "test", vocab), args.query_limit, 0)
-    types = sorted(t for t, n in label_counts(train_docs).items() if n >= 2 * args.k_shot)
-    episode = sample_episodes(train_docs, query, min(5, len(types)), args.k_shot, 1, seed=0, labels=types)[0]
-    args.base_model = str(folder)
-    nlp = fewshot_pipeline(args, "full", episode.labels)
+    train_docs, test_docs = (iob_split(DATA, args.target, split, vocab, WORK) for split in ("train", "test"))
+    episode = fixed_query_episodes(train_docs, test_docs, 5, args.k_shot, 1, args.query_limit, 0)[0]
+    nlp = fewshot_pipeline(episode.labels, str(folder), lora_r=args.lora_r, max_new_tokens=args.max_new_tokens,
+                           train_batch_size=args.train_chunk)  # the CrossNER table's full row at its default --precision fp32
     support = [Example(nlp.make_doc(d.text), d) for d in episode.support]
     if torch.cuda.is_available():
         torch.cuda.reset_peak_memory_stats()
-    trained = train(nlp, support, args.steps, args.lr, args.batch_size, 0)
+    trained = train_support(nlp, support, args.steps, args.lr, args.batch_size, 0).record()
     train_mem = torch.cuda.max_memory_allocated() / 2**20 if torch.cuda.is_available() else 0.0
-    scored = score(nlp, episode.query)
+    scored = score_query(nlp, episode.query, peak_rss=True).record()
     dtype = str(next(get_shim(nlp.get_pipe("fewshot_ner").model).model.parameters()).dtype)
     return {"shape": shape, "parameters": params, "dtype": dtype, "build_s": round(build_s, 1),
             "support": len(support), "query": len(episode.query), "updates": args.steps, **trained, **scored,
@@ -108,7 +109,6 @@ def main(argv: Optional[List[str]] = None) -> None:
     p.add_argument("--gpu-id", type=int, default=-1)
     p.add_argument("--work", type=Path, default=Path("/tmp/fewshot_shapes"))
     p.add_argument("--out", type=Path, required=True)
-    p.set_defaults(describe=False, negative_rate=1.0)  # fewshot_crossner's settings (F1 is not measured here)
     args = p.parse_args(argv)
     if args.gpu_id >= 0:
         import spacy
