@@ -164,7 +164,7 @@ def main(
     batch_size: int = typer.Option(64, help="nlp.pipe / Ray batch size"),
     gpus_per_actor: float = typer.Option(0.0, help="Ray rows: GPUs per actor"),
     work: Path = typer.Option(ROOT / "benchmarks" / "work" / "annotate_scaling", help="Scratch folder"),
-    results: Path = typer.Option(ROOT / "benchmarks" / "results", help="Folder for annotate_scaling_<label>.{json,md}"),
+    results: Path = typer.Option(ROOT / "benchmarks" / "results" / "annotate", help="Folder for annotate_scaling_<label>.{json,md}"),
 ) -> None:
     import ray
 

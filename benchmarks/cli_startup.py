@@ -1,7 +1,7 @@
 """How long `python -m spacy_msnr --help` takes beside `python -m spacy --help`, measured side by
 side (alternating runs) on this machine; prints both medians and their ratio, writes JSON.
 
-    python benchmarks/cli_startup.py --runs 7 --output benchmarks/results/cli_startup.json
+    python benchmarks/cli_startup.py --runs 7 --output benchmarks/results/cli/cli_startup.json
 """
 import argparse
 import json

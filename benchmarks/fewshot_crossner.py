@@ -52,7 +52,7 @@ stage (N x --source-batch-size x the number of --source types): equal source com
 Each (target, K, episode, row) result is cached as JSON under benchmarks/work/fewshot_crossner/cells
 (keyed by the settings), so an interrupted run resumes where it stopped; after every cell the
 table (micro-F1 mean ± std and min-max over episodes, seconds per update, query sentences/s, peak
-RSS) is rewritten to benchmarks/results/fewshot_crossner.{md,json,png}.
+RSS) is rewritten to benchmarks/results/fewshot/fewshot_crossner.{md,json,png}.
 With --merge-into NAME the run's rows (--targets x --shots x --rows) are also put into
 benchmarks/results/NAME.{md,json,png} at the end, replacing that file's rows for the same (target, K,
 row) and keeping the others (its settings must agree with the run's): how a later run, say a peer at
@@ -89,7 +89,7 @@ from spacy_msnr.util import atomic_write_bytes  # noqa: E402
 ROOT = Path(__file__).resolve().parent.parent
 DATA = Path(os.environ.get("MSNR_SHARED_DATA", ROOT.parent / "shared" / "data")) / "crossner"
 WORK = ROOT / "benchmarks" / "work" / "fewshot_crossner"
-RESULTS = ROOT / "benchmarks" / "results"
+RESULTS = ROOT / "benchmarks" / "results" / "fewshot"
 DEFAULT_BASE = ROOT / "assets" / "models" / "smollm2-135m-instruct"
 #: The spacy_trf_source row's encoder (relative to the repository root, so cache keys travel).
 DEFAULT_TRF = "assets/models/minilm-l6"

@@ -34,7 +34,7 @@ from spacy_msnr.fewshot.model import get_shim  # noqa: E402
 from spacy_msnr.util import atomic_write_bytes  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
-RESULTS = ROOT / "benchmarks" / "results"
+RESULTS = ROOT / "benchmarks" / "results" / "fewshot"
 #: The CrossNER corpus and the DocBins benchmarks/fewshot_crossner.py converts it into.
 DATA = Path(os.environ.get("MSNR_SHARED_DATA", ROOT.parent / "shared" / "data")) / "crossner"
 WORK = ROOT / "benchmarks" / "work" / "fewshot_crossner"

@@ -388,7 +388,7 @@ def main() -> None:
     parser.add_argument("--merge", nargs="+", type=Path, default=[],
                         help="other --work folders whose finished cells (same base and budgets) join this run's")
     parser.add_argument("--work", type=Path, default=ROOT / "benchmarks" / "work" / "mslm_ablation")
-    parser.add_argument("--results", type=Path, default=ROOT / "benchmarks" / "results")
+    parser.add_argument("--results", type=Path, default=ROOT / "benchmarks" / "results" / "mslm")
     parser.add_argument("--machine", default="", help="How the machine ran, for the docs (default: cores and GPU)")
     args = parser.parse_args()
     import spacy_msnr.mslm.loss  # noqa: F401  (registers the weightings)

@@ -1,6 +1,6 @@
 """Plot MSLM's learning curve: test F1 against the labelled fraction, one panel per dataset.
 
-    python benchmarks/mslm_learning_curve.py [--out benchmarks/results/mslm_learning_curve.png]
+    python benchmarks/mslm_learning_curve.py [--out benchmarks/results/mslm/mslm_learning_curve.png]
 
 Reads the committed `mslm_ablation.py` results that `docgen/mslm.py` renders as the
 `mslm-learning-curve` table (its CURVE_FILES below 100 % labelled, ABLATION_FILES at 100 %), so
@@ -17,7 +17,7 @@ from typing import Dict, List, Tuple
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from docgen import Sources  # noqa: E402  (benchmarks/docgen: the tables of the docs)
 from docgen.mslm import CURVE_MSLM, DATASETS, curve_cells  # noqa: E402
-from docgen.sources import RESULTS, ROOT  # noqa: E402
+from docgen.sources import ROOT, result  # noqa: E402
 
 #: (result key, legend label, colour) of the curves, in drawing order.
 ROWS = (("none", "no adaptation", "#8172b3"), ("uniform", "uniform MLM", "#55a868"),
@@ -66,7 +66,7 @@ def plot(points, path: Path) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", type=Path, default=ROOT / RESULTS / "mslm_learning_curve.png")
+    parser.add_argument("--out", type=Path, default=ROOT / result("mslm_learning_curve.png"))
     args = parser.parse_args()
     points = curve_points(Sources(ROOT))
     for dataset, rows in points.items():

@@ -1,7 +1,7 @@
 """Does `mslm-search`'s cheap signal pick a setting as good as the best grid point?
 
     python benchmarks/mslm_search_validation.py --project benchmarks/work/workflow_all --dataset NCBI-disease-IOB \
-        --ablation benchmarks/results/mslm_ablation_minilm_ncbi*.json --steps 50 100 --results-name mslm_search_ncbi
+        --ablation benchmarks/results/mslm/mslm_ablation_minilm_ncbi*.json --steps 50 100 --results-name mslm_search_ncbi
 
 Runs the search (`spacy_msnr.mslm.search.search`, what `python -m spacy_msnr mslm-search` and the
 project's `mslm-search` step run) on the project folder's `training/base`, `corpus/train.spacy` and
@@ -35,7 +35,7 @@ from spacy_msnr.mslm.search import ablation_row_name  # noqa: E402
 from spacy_msnr.util import atomic_write_bytes  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
-RESULTS = ROOT / "benchmarks" / "results"
+RESULTS = ROOT / "benchmarks" / "results" / "mslm"
 
 
 def read_cells(paths: Sequence[Path]) -> Dict[str, Dict[str, Any]]:

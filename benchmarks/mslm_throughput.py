@@ -77,7 +77,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--gpu-id", type=int, default=-1)
     parser.add_argument("--bf16", action="store_true", help="bf16 autocast (GPU)")
-    parser.add_argument("--output", type=Path, help="JSON for the docs' table (e.g. benchmarks/results/mslm_throughput_minilm.json)")
+    parser.add_argument("--output", type=Path, help="JSON for the docs' table (e.g. benchmarks/results/mslm/mslm_throughput_minilm.json)")
     parser.add_argument("--machine", default="", help="How the machine ran, for the table (default: device and torch threads)")
     args = parser.parse_args()
 

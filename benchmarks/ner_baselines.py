@@ -5,7 +5,7 @@ workflow's all-MiniLM-L6-v2 at assets/models/minilm-l6; "local" builds the small
 and, with --adapted, the same config on an MSLM-adapted model (e.g. the workflow's
 training/mslm). Prints test P/R/F1, training minutes and inference words/second (texts through
 the full pipeline, tokenizer included) and writes the table to
-benchmarks/results/ner_baselines.{json,md}.
+benchmarks/results/workflows/ner_baselines.{json,md}.
 
     python benchmarks/ner_baselines.py --trf-steps 300 --trf-lr 3e-4 --adapted training/mslm
 """
@@ -90,7 +90,7 @@ def main(
     lines = [f"Test set: {dataset}; transformer rows: {trf_steps} steps, learn rate {trf_lr}, configs/ner_trf.cfg", "| pipeline | train min | P | R | F1 | words/s |", "|---|---|---|---|---|---|"]
     lines += [f"| {r['pipeline']} | {r['train_minutes']} | {r['P']} | {r['R']} | {r['F1']} | {r['words_per_second']:,} |" for r in rows]
     print("\n".join(lines))
-    results = ROOT / "benchmarks" / "results"
+    results = ROOT / "benchmarks" / "results" / "workflows"
     results.mkdir(parents=True, exist_ok=True)
     facts = {"adapted": adapted_note or adapted, "seed": 0, "date": date.today().isoformat(),  # seed: configs' system.seed
              "machine": f"a {os.cpu_count()}-core CPU machine", "threads": f"OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')}"}

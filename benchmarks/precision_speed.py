@@ -7,7 +7,7 @@ say how many documents got exactly the same entities both ways.
     python benchmarks/precision_speed.py --pipeline W/training/ner/model-best --test W/corpus/test.spacy \
         --train W/corpus/train.spacy --mlm-base W/training/base --abstracts W/assets/pubmed/abstracts.jsonl \
         [--causal assets/models/smollm2-135m-instruct --crossner ../shared/data/crossner/politics] \
-        --output benchmarks/results/precision_speed.json
+        --output benchmarks/results/precision/precision_speed.json
 
 W is a folder the `all` workflow ran in (e.g. benchmarks/workflow_run.py's --work). Threads: torch's
 default (both cores here) unless OMP_NUM_THREADS says otherwise; the JSON records both.

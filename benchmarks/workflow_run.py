@@ -2,7 +2,7 @@
 record what a user would see: each step's wall time, the peak memory of its processes, and the
 test scores the workflow wrote (the package beside spaCy's CNN `ner`), as JSON.
 
-    python benchmarks/workflow_run.py --workflow all --output benchmarks/results/workflow_all.json \
+    python benchmarks/workflow_run.py --workflow all --output benchmarks/results/workflows/workflow_all.json \
         [--work benchmarks/work/workflow_all] [--vars.NAME VALUE ...]
     python benchmarks/workflow_run.py ... --skip train-cnn evaluate-cnn compare   # some steps left out
     python benchmarks/workflow_run.py --summarize-only --work W --output O [--omp-threads N]   # re-read W into O

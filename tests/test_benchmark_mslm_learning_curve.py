@@ -19,7 +19,7 @@ def _module():
 def test_points_are_mean_and_std_per_fraction(tmp_path):
     curve = _module()
     from docgen.mslm import ABLATION_FILES, CURVE_FILES
-    results = tmp_path / curve.RESULTS
+    results = tmp_path / "benchmarks" / "results" / "mslm"
     results.mkdir(parents=True)
     cell = lambda f1: {"ner": {"f1": f1}, "sens": {}}  # noqa: E731
     fraction, name = CURVE_FILES[0]
@@ -46,7 +46,7 @@ def test_table_pairs_mslm_with_uniform_on_the_seeds_both_ran(tmp_path):
     curve = _module()
     from docgen import mslm as render_tables
 
-    results = tmp_path / curve.RESULTS
+    results = tmp_path / "benchmarks" / "results" / "mslm"
     results.mkdir(parents=True)
     cell = lambda f1: {"ner": {"f1": f1}, "sens": {}}  # noqa: E731
     fraction, name = render_tables.CURVE_FILES[0]

@@ -76,7 +76,7 @@ def test_a_tampered_table_is_detected(repo_copy):
 
 
 def test_a_changed_source_changes_the_table(repo_copy):
-    source = repo_copy / "benchmarks" / "results" / "workflow_all.json"  # the headline's NCBI-disease run
+    source = repo_copy / "benchmarks" / "results" / "workflows" / "workflow_all.json"  # the headline's NCBI-disease run
     original = source.read_text(encoding="utf8")
     data = json.loads(original)
     data["package"]["f"] = 12.34
@@ -90,20 +90,20 @@ def test_a_changed_source_changes_the_table(repo_copy):
 
 
 def test_ablation_note_says_which_files_adapted_which_base_build(tmp_path):
-    results = tmp_path / docgen.sources.RESULTS
+    results = tmp_path / docgen.sources.RESULTS / "mslm"
     results.mkdir(parents=True)
     head = "new MLM head warmed up alone for 100 steps: held-out MLM loss"
-    builds = {"a.json": f"/x/enc (/x/assets/enc, 5 params; {head} 9.0 -> 6.0)",
-              "b.json": f"/y/enc (/y/enc, 5 params; {head} 9.5 -> 6.5)",
-              "c.json": f"/x/enc (assets/enc, 5 params; {head} 9.0 -> 6.0)"}  # a's build, the encoder elsewhere
+    builds = {"mslm_a.json": f"/x/enc (/x/assets/enc, 5 params; {head} 9.0 -> 6.0)",
+              "mslm_b.json": f"/y/enc (/y/enc, 5 params; {head} 9.5 -> 6.5)",
+              "mslm_c.json": f"/x/enc (assets/enc, 5 params; {head} 9.0 -> 6.0)"}  # a's build, the encoder elsewhere
     for name, base in builds.items():
         run = {"dataset": "NCBI-disease", "budget": "5 steps", "base": base.split(" (", 1)[1][:-1], "seeds": "seeds [0, 1]",
                "machine": "box", "threads": "one torch thread a process"}
         (results / name).write_text(json.dumps({"run": run}), encoding="utf8")
     text = docgen.mslm._ablation_notes(docgen.sources.Sources(tmp_path), list(builds), "")
-    assert (f"Base, in separate builds: enc, 5 params; {head} 9.0 -> 6.0 (`a.json`, `c.json`); "
-            "held-out MLM loss 9.5 -> 6.5 (`b.json`). Machine: box") in " ".join(text.split())
-    one = docgen.mslm._ablation_notes(docgen.sources.Sources(tmp_path), ["a.json", "c.json"], "")
+    assert (f"Base, in separate builds: enc, 5 params; {head} 9.0 -> 6.0 (`mslm_a.json`, `mslm_c.json`); "
+            "held-out MLM loss 9.5 -> 6.5 (`mslm_b.json`). Machine: box") in " ".join(text.split())
+    one = docgen.mslm._ablation_notes(docgen.sources.Sources(tmp_path), ["mslm_a.json", "mslm_c.json"], "")
     assert f"Base: enc, 5 params; {head} 9.0 -> 6.0. Machine" in " ".join(one.split())
 
 
@@ -167,21 +167,21 @@ def test_source_stages_compare_across_results_written_before_and_after_a_setting
 
 
 def test_mslm_verdict_pairs_by_seed_and_bolds_gains_on_every_seed(tmp_path, monkeypatch):
-    results = tmp_path / docgen.sources.RESULTS
+    results = tmp_path / docgen.sources.RESULTS / "mslm"
     results.mkdir(parents=True)
     (tmp_path / "configs").mkdir()
     (tmp_path / "configs" / "mslm.cfg").write_text(
         '[model]\n[model.masker]\nelm_rate = 1.0\nblm_rate = 0.15\n[model.weighting]\n@msnr_weightings = "spacy_msnr.softmax_share.v1"\n', encoding="utf8")
     cell = lambda f1: {"ner": {"f1": f1}, "sens": {}}  # noqa: E731
     d, best = "NCBI-disease-IOB", docgen.mslm.CURVE_MSLM
-    (results / "full.json").write_text(json.dumps({  # MSLM − none: +1.5, +1.0 (every seed); − uniform: +2, −1
+    (results / "mslm_full.json").write_text(json.dumps({  # MSLM − none: +1.5, +1.0 (every seed); − uniform: +2, −1
         f"{d}/none/0": cell(80.0), f"{d}/none/1": cell(81.0), f"{d}/uniform/0": cell(79.5), f"{d}/uniform/1": cell(83.0),
         f"{d}/{best}/0": cell(81.5), f"{d}/{best}/1": cell(82.0)}), encoding="utf8")
-    (results / "quarter.json").write_text(json.dumps({  # − none: −1, +2 (seeds disagree); no uniform
+    (results / "mslm_quarter.json").write_text(json.dumps({  # − none: −1, +2 (seeds disagree); no uniform
         f"{d}/none/0": cell(70.0), f"{d}/none/1": cell(70.0), f"{d}/{best}/0": cell(69.0), f"{d}/{best}/1": cell(72.0)}),
         encoding="utf8")
-    monkeypatch.setattr(docgen.mslm, "ABLATION_FILES", ("full.json",))
-    monkeypatch.setattr(docgen.mslm, "CURVE_FILES", ((0.25, "quarter.json"),))
+    monkeypatch.setattr(docgen.mslm, "ABLATION_FILES", ("mslm_full.json",))
+    monkeypatch.setattr(docgen.mslm, "CURVE_FILES", ((0.25, "mslm_quarter.json"),))
     text = docgen.readme.mslm_verdict(docgen.sources.Sources(tmp_path), "", "")
     rows = {}
     for line in text.splitlines():
@@ -212,7 +212,7 @@ def test_no_measured_figure_is_typed_outside_generated_blocks(page):
 
 
 def test_a_source_that_lost_what_a_block_reads_stops_the_script(repo_copy):
-    source = repo_copy / "benchmarks" / "results" / "fewshot_workflow.json"
+    source = repo_copy / "benchmarks" / "results" / "fewshot" / "fewshot_workflow.json"
     original = source.read_text(encoding="utf8")
     source.write_text(original.replace('"machine":', '"box":'), encoding="utf8")
     try:
@@ -315,7 +315,7 @@ def test_not_measured_claims_match_the_results():
     import json
 
     measured = []
-    for path in sorted((ROOT / "benchmarks" / "results").glob("*.json")):
+    for path in sorted((ROOT / "benchmarks" / "results").glob("*/*.json")):
         data = json.loads(path.read_text(encoding="utf8"))
         rows = data.get("rows", []) if isinstance(data, dict) else []
         if any(isinstance(r, dict) and r.get("row") == "spacy_ner_source" and r.get("episodes", 0) >= 3 for r in rows):
@@ -337,6 +337,12 @@ def test_every_results_file_is_named_in_the_benchmarks_readme():
         stem, brace, rest = name.partition("{")
         options = rest.rstrip("}").split(",") if brace else [""]
         patterns += [stem + option for option in options]
-    files = [p.name for p in (ROOT / "benchmarks" / "results").iterdir() if not p.name.startswith("tmp_")]
+    results = ROOT / "benchmarks" / "results"
+    files = [p.name for p in results.rglob("*") if p.is_file() and not p.name.startswith("tmp_")]
     unnamed = [f for f in files if not any(fnmatch.fnmatch(f, pattern) for pattern in patterns)]
     assert files and unnamed == []
+    loose = [p.name for p in results.iterdir() if p.is_file() and not p.name.startswith("tmp_")]
+    assert loose == [], f"results files outside a topic folder: {loose}"
+    misplaced = [p.relative_to(results).as_posix() for p in results.rglob("*") if p.is_file() and not p.name.startswith("tmp_")
+                 and p.parent != results and (ROOT / docgen.sources.result(p.name)) != p]
+    assert misplaced == [], f"results files in another topic's folder than docgen/sources.py TOPICS says: {misplaced}"

@@ -63,7 +63,7 @@ def test_bad_grids_are_clear_errors(elm, blm, names, message):
 
 
 def test_ablation_row_names_are_the_committed_result_keys():
-    """The names key the cells of benchmarks/results/mslm_ablation_*.json: they must not change."""
+    """The names key the cells of benchmarks/results/mslm/mslm_ablation_*.json: they must not change."""
     assert PAPER_SETTING == GridPoint(0.5, 0.15, SOFTMAX)
     assert ablation_row_name(0.5, 0.15, SOFTMAX) == "mslm"
     assert ablation_row_name(1.0, 0.15, SOFTMAX) == "mslm-elm1-blm0.15"

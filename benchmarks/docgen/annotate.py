@@ -1,7 +1,7 @@
 """Tables of docs/annotate.md: `annotate` beside `nlp.pipe` and `spacy apply`, CLI start-up."""
 import statistics
 
-from .sources import RESULTS, Sources
+from .sources import RESULTS, result, Sources
 from .format import note, source_link, table
 from .blocks import block
 
@@ -11,7 +11,7 @@ from .blocks import block
 def annotate_scaling(src: Sources, arg: str, prefix: str) -> str:
     """`annotate-scaling:<label>`: benchmarks/annotate_scaling.py's rows for one pipeline."""
     name = f"annotate_scaling_{arg}.json"
-    data = src.json(f"{RESULTS}/{name}")
+    data = src.json(result(f"{name}"))
     rows = [
         [f"`{r['setup']}`", f"{r['seconds']:.1f}", f"{r['docs_per_s']:.1f}", f"{r['x_plain']:.2f}", ", ".join(str(m) for m in r["peak_rss_mib"]) or "–"]
         for r in data["rows"]
@@ -36,7 +36,7 @@ def annotate_scaling(src: Sources, arg: str, prefix: str) -> str:
 
 @block("cli-startup")
 def cli_startup(src: Sources, arg: str, prefix: str) -> str:
-    data = src.json(f"{RESULTS}/cli_startup.json")
+    data = src.json(result("cli_startup.json"))
     goal = f"{data['goal']:.2f}"
     rows = [[f"`python -m {name}`", f"{statistics.median(values):.2f}", f"{min(values):.2f}", f"{max(values):.2f}", len(values)]
             for name, values in data["seconds"].items()]

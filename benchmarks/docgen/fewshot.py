@@ -5,22 +5,22 @@ from typing import Any, Dict, List, Optional
 
 import srsly
 
-from .sources import RESULTS, Sources, SourceError
+from .sources import result, Sources, SourceError
 from .format import mean_std, note, signed, source_link, table
 from .blocks import block
 from .workflow import run_machine, run_options, run_overrides, steps_table
 
 
 def crossner_cells(src: Sources) -> Dict[str, Any]:
-    data = src.json(f"{RESULTS}/fewshot_crossner.json")
+    data = src.json(result("fewshot_crossner.json"))
     cells = {(r["target"], r["k"], r["row"]): r for r in data["rows"]}
     ours = next((c for c in data["rows"] if c["row"] == "source_full"), None)
     # Rows run later on the same episodes (benchmarks/fewshot_crossner.py --results-name fewshot_peers /
     # fewshot_losses / ...): taken when their episode settings agree, and a cell both have must agree.
-    for peers_rel in (f"{RESULTS}/fewshot_peers.json", f"{RESULTS}/fewshot_losses.json", f"{RESULTS}/fewshot_episodic.json",
-                      f"{RESULTS}/fewshot_trf_peer.json", f"{RESULTS}/fewshot_k10_source.json",
-                      f"{RESULTS}/fewshot_contrastive_span.json", f"{RESULTS}/fewshot_in_context.json",
-                      f"{RESULTS}/fewshot_source_in_context.json", f"{RESULTS}/fewshot_k10_losses.json"):
+    for peers_rel in (result("fewshot_peers.json"), result("fewshot_losses.json"), result("fewshot_episodic.json"),
+                      result("fewshot_trf_peer.json"), result("fewshot_k10_source.json"),
+                      result("fewshot_contrastive_span.json"), result("fewshot_in_context.json"),
+                      result("fewshot_source_in_context.json"), result("fewshot_k10_losses.json")):
         if not (src.root / peers_rel).exists():
             continue
         peers = src.json(peers_rel)
@@ -235,12 +235,12 @@ def fewshot_base_models(src: Sources, arg: str, prefix: str) -> str:
     few = crossner_cells(src)
     rows, shown = [], []
     for name, model in BASE_MODEL_RESULTS:
-        if not (src.root / RESULTS / name).exists():
+        if not (src.root / result(name)).exists():
             continue
-        data = src.json(f"{RESULTS}/{name}")
+        data = src.json(result(f"{name}"))
         for key in ("n_way", "query_limit", "seed", "max_new_tokens", "steps", "batch_size", "lr"):
             if data["settings"][key] != few["settings"][key]:
-                raise SourceError(f"{RESULTS}/{name}: {key} {data['settings'][key]} differs from fewshot_crossner.json's {few['settings'][key]}")
+                raise SourceError(result(f"{name}: {key} {data['settings'][key]} differs from fewshot_crossner.json's {few['settings'][key]}"))
         cells = {(r["target"], r["k"], r["row"]): r for r in data["rows"]}
         shown.append(name)
         for row in ("zero_shot", "full"):
@@ -273,7 +273,7 @@ def _later_run(src: Sources, rel: str, few: Dict[str, Any]) -> Dict[str, Any]:
     return later
 
 
-LONGER_SOURCE = f"{RESULTS}/fewshot_source_steps.json"
+LONGER_SOURCE = result("fewshot_source_steps.json")
 
 
 def longer_source(src: Sources, few: Dict[str, Any]) -> Optional[Dict[str, Any]]:
@@ -326,7 +326,7 @@ def fewshot_source_steps(src: Sources, arg: str, prefix: str) -> str:
     )
 
 
-EPISODIC_NEGATIVES = f"{RESULTS}/fewshot_episodic_negatives.json"
+EPISODIC_NEGATIVES = result("fewshot_episodic_negatives.json")
 
 
 def source_stage_cells(cells: Dict[tuple, Dict[str, Any]]) -> Dict[tuple, Dict[tuple, Dict[str, Any]]]:
@@ -356,7 +356,7 @@ def fewshot_episodic_stage(src: Sources, arg: str, prefix: str) -> str:
     stages = source_stage_cells(cells)
     episodic_ks = sorted({k for (kind, _), where in stages.items() if kind == "episodic" for _, k, _ in where})
     if not episodic_ks:
-        raise SourceError(f"{RESULTS}/fewshot_episodic.json: no episodic rows")
+        raise SourceError(result("fewshot_episodic.json: no episodic rows"))
     names = {"zero": "source stage only, no episode update", "no_fgm": "source stage + episodes without FGM"}
     rows = []
     for k in episodic_ks:
@@ -384,9 +384,9 @@ def fewshot_episodic_stage(src: Sources, arg: str, prefix: str) -> str:
 @block("fewshot-decode-prefix")
 def fewshot_decode_prefix(src: Sources, arg: str, prefix: str) -> str:
     """In-context decoding with the shared-prefix attention against a prefix copy per row."""
-    d = src.json(f"{RESULTS}/fewshot_decode_prefix.json")
+    d = src.json(result("fewshot_decode_prefix.json"))
     if not d["identical_entities"]:
-        raise SourceError(f"{RESULTS}/fewshot_decode_prefix.json: the two ways found different entities")
+        raise SourceError(result("fewshot_decode_prefix.json: the two ways found different entities"))
     rows = [[{"copied": "a copy of the prefix's cache per row (before)", "shared": "shared-prefix attention"}[way],
              f"{d['sents_per_s'][way]:.3f}", ", ".join(f"{s:.1f}" for s in d["wall_s"][way])] for way in ("copied", "shared")]
     return table(["decoding behind the examples", "query sentences/s", "wall s per run"], rows, "lrr") + note(
@@ -401,7 +401,7 @@ def fewshot_decode_prefix(src: Sources, arg: str, prefix: str) -> str:
 
 @block("fewshot-workflow")
 def fewshot_workflow(src: Sources, arg: str, prefix: str) -> str:
-    run = src.json(f"{RESULTS}/fewshot_workflow.json")
+    run = src.json(result("fewshot_workflow.json"))
     rows = [[p["name"], *p["per_episode"], p["summary"]] for p in run["pipelines"]]
     episodes = len(run["pipelines"][0]["per_episode"])
     header = ["pipeline"] + [f"episode {j + 1}" for j in range(episodes)] + ["micro-F1 mean ± std (min, max)"]
@@ -421,7 +421,7 @@ FEWSHOT_WORKFLOW_PIPELINES = (("", "`fewshot_ner` (source stage, then the episod
 @block("fewshot-workflow-run")
 def fewshot_workflow_run(src: Sources, arg: str, prefix: str) -> str:
     """`benchmarks/workflow_run.py --workflow fewshot`: step times and the three pipelines' episodes."""
-    rel = f"{RESULTS}/workflow_fewshot.json"
+    rel = result("workflow_fewshot.json")
     run = src.json(rel)
     out = steps_table(run)
     few = run["fewshot"]
@@ -451,10 +451,10 @@ def fewshot_source_fgm(src: Sources, arg: str, prefix: str) -> str:
     """The `fewshot` workflow with and without FGM in its source stage: wall time and politics F1."""
     rows, machines = [], []
     for name, label in FEWSHOT_SOURCE_FGM_RUNS:
-        run = src.json(f"{RESULTS}/{name}")
+        run = src.json(result(f"{name}"))
         steps = {s["step"]: s for s in run["steps"]}
         if "fewshot-source" not in steps:
-            raise SourceError(f"{RESULTS}/{name}: no fewshot-source step")
+            raise SourceError(result(f"{name}: no fewshot-source step"))
         summary = run["fewshot"]["fewshot_politics"]
         rows.append([label, f"{steps['fewshot-source']['seconds'] / 60:.1f}", f"{run['total_seconds'] / 60:.1f}",
                      f"{100 * summary['f_mean']:.2f} ± {100 * summary['f_std']:.2f}",
@@ -469,7 +469,7 @@ def fewshot_source_fgm(src: Sources, arg: str, prefix: str) -> str:
 
 @block("fewshot-prompt-format")
 def fewshot_prompt_format(src: Sources, arg: str, prefix: str) -> str:
-    probe = src.json(f"{RESULTS}/fewshot_probe.json")["prompt_format"]
+    probe = src.json(result("fewshot_probe.json"))["prompt_format"]
     header, rows = probe["columns"], probe["rows"]
     keep = [i for i, h in enumerate(header) if not h.startswith("zero-shot")]
     return table([header[i] for i in keep], [[r[i] for i in keep] for r in rows], "l" + "r" * (len(keep) - 1)) + note(
@@ -486,10 +486,10 @@ PRECISION_FEWSHOT_FP32 = ("fewshot_peers.json", "fewshot_source_in_context.json"
 
 @block("precision-fewshot")
 def precision_fewshot(src: Sources, arg: str, prefix: str) -> str:
-    bf16 = src.json(f"{RESULTS}/{PRECISION_FEWSHOT}")
+    bf16 = src.json(result(f"{PRECISION_FEWSHOT}"))
     fp32 = {}
     for name in PRECISION_FEWSHOT_FP32:
-        for r in src.json(f"{RESULTS}/{name}")["rows"]:
+        for r in src.json(result(f"{name}"))["rows"]:
             if r.get("f_episodes"):
                 fp32.setdefault((r["target"], r["k"], r["row"]), (r, name))
     rows, names = [], set()
@@ -500,11 +500,11 @@ def precision_fewshot(src: Sources, arg: str, prefix: str) -> str:
         rows.append([f"{r['target']}, K = {r['k']}", CROSSNER_ROWS.get(r["row"], r["row"]),
                      " / ".join(f"{v:.2f}" for v in ref["f_episodes"]), " / ".join(f"{v:.2f}" for v in r["f_episodes"]),
                      mean_std(diffs, signed=True), f"{ref['sents_per_s']:.2f}", f"{r['sents_per_s']:.2f}"])
-    table_settings = src.json(f"{RESULTS}/fewshot_crossner.json")["settings"]
+    table_settings = src.json(result("fewshot_crossner.json"))["settings"]
     differ = sorted(k for k in bf16["settings"].keys() & table_settings.keys()
                     if k != "base_model" and bf16["settings"][k] != table_settings[k])
     if differ:
-        raise SourceError(f"{RESULTS}/{PRECISION_FEWSHOT}: settings {differ} differ from fewshot_crossner.json's")
+        raise SourceError(result(f"{PRECISION_FEWSHOT}: settings {differ} differ from fewshot_crossner.json's"))
     return table(["episodes", "row", "F1 per episode, fp32", "F1 per episode, bf16", "bf16 − fp32, paired", "query sentences/s fp32",
                   "bf16"], rows, "llllrrr") + note(
         "`python benchmarks/fewshot_crossner.py --precision bf16` with the CrossNER table's settings and episodes (its own",

@@ -3,7 +3,7 @@ import textwrap
 import statistics
 from typing import Any, Iterable, Optional, Sequence
 
-from .sources import RESULTS
+from .sources import result
 
 
 # -- formatting -------------------------------------------------------------------------------------
@@ -50,7 +50,7 @@ def note(*parts: str) -> str:
 
 
 def source_link(name: str, prefix: str) -> str:
-    return f"[`{name}`]({prefix}{RESULTS}/{name})"
+    return f"[`{name}`]({prefix}{result(name)})"
 
 
 

@@ -4,7 +4,7 @@ import re
 from pathlib import Path
 from typing import Any, Dict, List, Sequence, Tuple
 
-from .sources import RESULTS, Sources, SourceError
+from .sources import RESULTS, result, Sources, SourceError
 from .format import mean_std, note, signed, source_link, table
 from .blocks import block
 from .project import read_config
@@ -54,7 +54,7 @@ def _cells(src: Sources, files: Sequence[str]) -> Dict[Tuple[str, str, int], Dic
     """(dataset, method, seed) -> cell, merged over result files (the same cell in two files is one run)."""
     cells = {}
     for name in files:
-        for key, value in src.json(f"{RESULTS}/{name}").items():
+        for key, value in src.json(result(f"{name}")).items():
             if key == "run":  # what the run was (budget, base, machine), not a cell
                 continue
             dataset, method, seed = key.rsplit("/", 2)
@@ -107,7 +107,7 @@ def _ablation_rows(cells, datasets: Sequence[str], metrics: Sequence[str], metho
 
 
 def _ablation_notes(src: Sources, files: Sequence[str], prefix: str) -> str:
-    runs = [src.json(f"{RESULTS}/{name}")["run"] for name in files]
+    runs = [src.json(result(f"{name}"))["run"] for name in files]
     budgets: Dict[str, List[str]] = {}
     variants: List[str] = []
     for run in runs:
@@ -156,7 +156,7 @@ CURVE_MSLM = "mslm-elm1-blm0.15"
 
 def curve_files(src: Sources) -> List[Tuple[float, str]]:
     """CURVE_FILES that exist."""
-    return [(f, name) for f, name in CURVE_FILES if (src.root / RESULTS / name).exists()]
+    return [(f, name) for f, name in CURVE_FILES if (src.root / result(name)).exists()]
 
 
 def curve_cells(src: Sources) -> List[Tuple[float, Dict[Tuple[str, str, int], Dict[str, Any]]]]:
@@ -173,9 +173,9 @@ def mslm_search_validation(src: Sources, arg: str, prefix: str) -> str:
     """mslm-search's short-run signal per grid point beside the ablation's test F1 for that setting."""
     rows, verdicts, sources, commands = [], [], [], []
     for name in MSLM_SEARCH_FILES:
-        if not (src.root / RESULTS / name).exists():
+        if not (src.root / result(name)).exists():
             continue
-        res = src.json(f"{RESULTS}/{name}")
+        res = src.json(result(f"{name}"))
         sources.append(source_link(name, prefix))
         # the F1 cells' files (recorded since --rejudge; earlier runs named them in their command only)
         sources += [source_link(f, prefix) for f in res.get("ablation", [])
@@ -332,7 +332,7 @@ def mslm_ablation_per_seed(src: Sources, arg: str, prefix: str) -> str:
 @block("mslm-ablation-gpu")
 def mslm_ablation_gpu(src: Sources, arg: str, prefix: str) -> str:
     files = ("mslm_ablation_minilm_gpu.json",)
-    run = src.json(f"{RESULTS}/mslm_ablation_minilm_gpu.json")["run"]
+    run = src.json(result("mslm_ablation_minilm_gpu.json"))["run"]
     cells = _cells(src, files)
     dataset = "NCBI-disease-IOB"
     methods = methods_of(cells)
@@ -350,7 +350,7 @@ def mslm_ablation_gpu(src: Sources, arg: str, prefix: str) -> str:
 
 @block("mslm-ablation-gpu-dev")
 def mslm_ablation_gpu_dev(src: Sources, arg: str, prefix: str) -> str:
-    matched = src.json(f"{RESULTS}/mslm_ablation_minilm_gpu.json")["run"]["step_matched"]
+    matched = src.json(result("mslm_ablation_minilm_gpu.json"))["run"]["step_matched"]
     heading, header, rows = matched["heading"], matched["columns"], matched["rows"]
     return table(header, rows, "l" + "r" * (len(header) - 1)) + note(
         f"{heading}, the same runs as the table above. Source: {source_link('mslm_ablation_minilm_gpu.json', prefix)}.",
@@ -359,7 +359,7 @@ def mslm_ablation_gpu_dev(src: Sources, arg: str, prefix: str) -> str:
 
 @block("mslm-ablation-small-bert")
 def mslm_ablation_small_bert(src: Sources, arg: str, prefix: str) -> str:
-    run = src.json(f"{RESULTS}/mslm_ablation.json")
+    run = src.json(result("mslm_ablation.json"))
     header, rows = run["columns"], run["rows"]
     keep = [i for i, h in enumerate(header) if i == 0 or h.endswith(("F1", "term p", "term top-1"))]
     body = [[r[i] if i < len(r) else "–" for i in keep] for r in rows]
@@ -374,7 +374,7 @@ def mslm_ablation_small_bert(src: Sources, arg: str, prefix: str) -> str:
 
 @block("head-warmup")
 def head_warmup(src: Sources, arg: str, prefix: str) -> str:
-    run = src.json(f"{RESULTS}/ner_budget_minilm.json")["head_warmup"]
+    run = src.json(result("ner_budget_minilm.json"))["head_warmup"]
     header, rows = run["columns"], run["rows"]
     setting, ner, threads, machine = run["setting"], run["ner"], run["threads"], run["machine"]
     return table(header, rows, "l" + "r" * (len(header) - 1)) + note(
@@ -386,8 +386,8 @@ def head_warmup(src: Sources, arg: str, prefix: str) -> str:
 
 @block("mslm-throughput")
 def mslm_throughput(src: Sources, arg: str, prefix: str) -> str:
-    cpu = src.json(f"{RESULTS}/mslm_throughput_minilm.json")
-    gpu = src.json(f"{RESULTS}/mslm_ablation_minilm_gpu.json")["run"]["throughput"]
+    cpu = src.json(result("mslm_throughput_minilm.json"))
+    gpu = src.json(result("mslm_ablation_minilm_gpu.json"))["run"]["throughput"]
     rows = [[r["machine"], r["wordpieces_per_s"]["mslm"], r["wordpieces_per_s"]["uniform_same_layers"],
              r["wordpieces_per_s"]["plain_hf_uniform"], r["ratio_uniform"], r["ratio_plain_hf"]] for r in (cpu, gpu)]
     commands = [f"`{r['command']}`" for r in (cpu, gpu)]

@@ -3,7 +3,7 @@ import json
 import re
 from typing import Any, Dict, Optional, Sequence
 
-from .sources import RESULTS, Sources, SourceError
+from .sources import result, Sources, SourceError
 from .format import cell, note, source_link, table
 from .blocks import block
 from .workflow import run_machine
@@ -226,7 +226,7 @@ def workflow_time(src: Sources, arg: str, prefix: str) -> str:
     rows = []
     for workflow in ("all", "fewshot"):
         name = f"workflow_{workflow}.json"
-        run = src.json(f"{RESULTS}/{name}")
+        run = src.json(result(f"{name}"))
         rows.append([f"`{workflow}`", f"{run['total_seconds'] / 60:.1f} min", f"{run['peak_rss_mib'] / 1024:.1f} GiB",
                      run_machine(run), run["date"], source_link(name, prefix)])
     return table(["workflow", "wall", "peak RSS", "machine (the 24 GiB CPU workplace machine)", "date", "source"], rows) + note(

@@ -1,7 +1,7 @@
 """The README's blocks: the headline table and the MSLM and few-shot verdicts."""
 from typing import Sequence
 
-from .sources import RESULTS, Sources, SourceError
+from .sources import result, Sources, SourceError
 from .format import mean_std, note, signed, table
 from .blocks import block
 from .fewshot import FAIR_PEERS, crossner_cells, f_cell, fewshot_margins, longer_source, margin_reading, source_stage_name
@@ -32,7 +32,7 @@ def headline(src: Sources, arg: str, prefix: str) -> str:
         return " / ".join(f_cell(few["cells"].get((d, k, row))) for d in few["domains"])
 
     domains = " / ".join(few["domains"])
-    baselines = src.json(f"{RESULTS}/ner_baselines.json")
+    baselines = src.json(result("ner_baselines.json"))
     unadapted = next(r for r in baselines["rows"] if r["pipeline"].endswith("unadapted)"))
     best = max(float(package[3]), unadapted["F1"], float(cnn[3]))
 
@@ -68,7 +68,7 @@ def headline(src: Sources, arg: str, prefix: str) -> str:
     out = table(["test set", "pipeline", "F1"], rows)
     source = few["source_settings"]
     if source is None:
-        raise SourceError(f"{RESULTS}/fewshot_crossner.json: no source_full row (its source stage is named here)")
+        raise SourceError(result("fewshot_crossner.json: no source_full row (its source stage is named here)"))
     return out + note(
         f"NCBI-disease: one run (no spread measured) of `spacy project run all` with its defaults, {run['date']},"
         + ("" if recorded is None or "ner_budget" in recorded else " before the transformer + `ner` budget followed the data (`train-budget`; a fixed step count then),"),

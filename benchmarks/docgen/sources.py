@@ -14,6 +14,19 @@ class SourceError(RuntimeError):
     """A source lacks what a block reads from it."""
 
 
+#: The results folder of each topic, by the file name's prefix (first match wins).
+TOPICS = (("precision_", "precision"), ("fewshot_bf16", "precision"), ("fewshot_", "fewshot"), ("mslm_", "mslm"),
+          ("annotate_", "annotate"), ("cli_", "cli"), ("workflow_", "workflows"), ("all_workflow", "workflows"), ("ner_", "workflows"))
+
+
+def result(name: str) -> str:
+    """The path of the results file `name` (relative to the root): benchmarks/results/<topic>/<name>."""
+    folder = next((topic for prefix, topic in TOPICS if name.startswith(prefix)), None)
+    if folder is None:
+        raise SourceError(f"{RESULTS}/{name}: no topic folder for this name (docgen/sources.py TOPICS)")
+    return f"{RESULTS}/{folder}/{name}"
+
+
 class Record(dict):
     """A JSON object of a source file: a missing key names the file."""
 

@@ -3,7 +3,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import srsly
 
-from .sources import RESULTS, Sources
+from .sources import RESULTS, result, Sources
 from .format import mean_std, note, paired_interval, signed, source_link, table
 from .blocks import block
 
@@ -11,7 +11,7 @@ from .blocks import block
 # The `all` workflow and spaCy's CNN on NCBI-disease ---------------------------------------------------
 def first_all_run(src: Sources) -> Dict[str, Any]:
     """The first timed `all` run (a record made by hand): its table rows (header first) and facts."""
-    run = src.json(f"{RESULTS}/all_workflow_minilm.json")
+    run = src.json(result("all_workflow_minilm.json"))
     return {**run, "rows": [run["columns"], *run["rows"]]}
 
 
@@ -44,8 +44,8 @@ def other_set_runs(src: Sources) -> List[Tuple[str, Dict[str, Any]]]:
     """(set name, run) of each recorded `all` run on a set other than the project's default."""
     default = srsly.read_yaml(src.root / "project.yml")["vars"]["dataset"]
     runs = []
-    for path in sorted((src.root / RESULTS).glob(PER_SET_RUNS)):
-        run = src.json(f"{RESULTS}/{path.name}")
+    for path in sorted((src.root / RESULTS / "workflows").glob(PER_SET_RUNS)):
+        run = src.json(result(path.name))
         dataset = run_options(run).get("--vars.dataset", default)
         if dataset != default and "lead" in run:
             runs.append((dataset.removesuffix("-IOB"), run))
@@ -54,7 +54,7 @@ def other_set_runs(src: Sources) -> List[Tuple[str, Dict[str, Any]]]:
 
 def latest_all_run(src: Sources) -> Optional[Dict[str, Any]]:
     """benchmarks/results/workflow_all.json (benchmarks/workflow_run.py), if a run was recorded."""
-    rel = f"{RESULTS}/workflow_all.json"
+    rel = result("workflow_all.json")
     return src.json(rel) if (src.root / rel).exists() else None
 
 
@@ -120,8 +120,8 @@ PER_SET_RUNS = "workflow_all*.json"
 def workflow_per_set(src: Sources, arg: str, prefix: str) -> str:
     default = srsly.read_yaml(src.root / "project.yml")["vars"]["dataset"]
     rows, names, notes = [], [], []
-    for path in sorted((src.root / RESULTS).glob(PER_SET_RUNS)):
-        run = src.json(f"{RESULTS}/{path.name}")
+    for path in sorted((src.root / RESULTS / "workflows").glob(PER_SET_RUNS)):
+        run = src.json(result(path.name))
         if "lead" not in run:
             continue
         options = run_options(run)
@@ -163,7 +163,7 @@ PRECISION_RUNS = (("fp32", "precision_workflow_fp32.json"), ("bf16", "precision_
 
 @block("precision-speed")
 def precision_speed(src: Sources, arg: str, prefix: str) -> str:
-    run = src.json(f"{RESULTS}/precision_speed.json")
+    run = src.json(result("precision_speed.json"))
     rows = []
     for r in run["rows"]:
         same = f"{r['same_entities']}/{r['docs']}" if "same_entities" in r else "–"
@@ -184,8 +184,8 @@ def precision_speed(src: Sources, arg: str, prefix: str) -> str:
 
 @block("precision-workflow")
 def precision_workflow(src: Sources, arg: str, prefix: str) -> str:
-    runs = [(label, name, src.json(f"{RESULTS}/{name}")) for label, name in PRECISION_RUNS
-            if label in ("fp32", "bf16") or (src.root / RESULTS / name).exists()]
+    runs = [(label, name, src.json(result(f"{name}"))) for label, name in PRECISION_RUNS
+            if label in ("fp32", "bf16") or (src.root / result(name)).exists()]
     steps = [r["step"] for r in runs[0][2]["steps"]]
     seconds = [{r["step"]: r["seconds"] for r in run["steps"]} for _, _, run in runs]
     scaled = [step for step in steps if step in PRECISION_STEPS]
@@ -228,7 +228,7 @@ PRECISION_STEPS = ("mslm", "train", "evaluate", "visualize")
 
 @block("ner-runs")
 def ner_runs(src: Sources, arg: str, prefix: str) -> str:
-    runs = src.json(f"{RESULTS}/ner_budget_minilm.json")
+    runs = src.json(result("ner_budget_minilm.json"))
     header, rows = runs["columns"], runs["rows"]
     keep = [header.index(h) for h in ("run", "base given to `transformer`", "batches", "test P", "test R", "test F1", "train wall s")]
     body = [[r[i].replace("**", "") for i in keep] for r in rows]
@@ -240,7 +240,7 @@ def ner_runs(src: Sources, arg: str, prefix: str) -> str:
 
 @block("ner-baselines")
 def ner_baselines(src: Sources, arg: str, prefix: str) -> str:
-    data = src.json(f"{RESULTS}/ner_baselines.json")
+    data = src.json(result("ner_baselines.json"))
     rows = [[r["pipeline"], f"{r['train_minutes']:.1f}", f"{r['P']:.2f}", f"{r['R']:.2f}", f"{r['F1']:.2f}"] for r in data["rows"]]
     adapted, date, machine, threads = data["adapted"], data["date"], data["machine"], data["threads"]
     seeds = f"Seed {data['seed']}, all three rows"
@@ -273,7 +273,7 @@ def _precision_minutes(run: Dict[str, Any]) -> float:
 
 @block("precision-seeds")
 def precision_seeds(src: Sources, arg: str, prefix: str) -> str:
-    runs = {arm: {seed: src.json(f"{RESULTS}/{name}") for seed, name in files.items() if (src.root / RESULTS / name).exists()}
+    runs = {arm: {seed: src.json(result(f"{name}")) for seed, name in files.items() if (src.root / result(name)).exists()}
             for arm, files in PRECISION_SEEDS.items()}
     seeds = sorted({seed for files in runs.values() for seed in files})
     f1 = {arm: {s: r["package"]["f"] for s, r in by_seed.items()} for arm, by_seed in runs.items()}

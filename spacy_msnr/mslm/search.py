@@ -15,7 +15,7 @@ held-out DS-term sensitivity that training logs on `paths.dev` at its last step,
 Every point is scored on the same held-out masks (`metrics.ds_term_sensitivity`: all DS-terms and
 15 % of the other wordpieces masked, from the config's seed), whatever rates it trained with.
 The default signal is dev DS-term top-1 (`term_acc`). In the MiniLM ablations of docs/mslm.md
-(benchmarks/results/mslm_ablation_minilm_*.json: 500 adaptation steps, 3 seeds, sensitivity on
+(benchmarks/results/mslm/mslm_ablation_minilm_*.json: 500 adaptation steps, 3 seeds, sensitivity on
 the test text) the variants' mean term top-1 orders their mean NER F1 exactly on BC5CDR (none,
 uniform MLM, MSLM, MSLM with ELM rate 1; Spearman 1.0) and nearly on NCBI-disease (uniform MLM and
 three MSLM settings; 0.8, the top two 0.03 F1 apart); term top-1 + generic top-1 orders them worse
