@@ -57,16 +57,16 @@ def repo_copy(tmp_path_factory) -> Path:
 
 
 def test_a_tampered_table_is_detected(repo_copy):
-    page = repo_copy / "docs" / "benchmarks.md"
+    page = repo_copy / "docs" / "benchmarks-fewshot.md"
     original = page.read_text(encoding="utf8")
     block = re.search(r"<!-- table:fewshot-crossner -->\n(.*?)<!-- /table:fewshot-crossner -->", original, re.S)
-    assert block, "docs/benchmarks.md has no fewshot-crossner block"
+    assert block, "docs/benchmarks-fewshot.md has no fewshot-crossner block"
     figure = re.search(r"\d+\.\d\d", block.group(1))
     tampered = original[: block.start(1) + figure.start()] + "99.99" + original[block.start(1) + figure.end():]
     page.write_text(tampered, encoding="utf8")
     try:
         problems = render.process(repo_copy, check=True)
-        assert problems == ["docs/benchmarks.md: block 'fewshot-crossner' differs from what benchmarks/render_tables.py renders"]
+        assert problems == ["docs/benchmarks-fewshot.md: block 'fewshot-crossner' differs from what benchmarks/render_tables.py renders"]
         assert render.main(["--check", "--root", str(repo_copy)]) == 1
         # rendering puts the figure back
         assert render.main(["--root", str(repo_copy)]) == 0

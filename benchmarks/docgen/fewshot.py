@@ -212,7 +212,7 @@ def fewshot_margins_table(src: Sources, arg: str, prefix: str) -> str:
     short = sorted({(d, k, p) for d, k, p in few["cells"] if p in FAIR_PEERS
                     and (d, k, OUR_FEWSHOT_ROW) in few["cells"] and few["cells"][(d, k, p)]["episodes"] < few["cells"][(d, k, OUR_FEWSHOT_ROW)]["episodes"]})
     return table(header, rows, "rlrlrrrl") + note(
-        "Fair peers: " + "; ".join(FAIR_PEERS.values()) + " (rows of the CrossNER table in docs/benchmarks.md), each on the same episodes;",
+        "Fair peers: " + "; ".join(FAIR_PEERS.values()) + " (rows of the CrossNER table in docs/benchmarks-fewshot.md), each on the same episodes;",
         "the best is the one with the highest mean among those measured on as many episodes as `fewshot_ner`.",
         ("Not counted, fewer episodes: " + "; ".join(
             f"{FAIR_PEERS[p]}: " + ", ".join(f"{d} K = {k} (n = {few['cells'][(d, k, p)]['episodes']})"
@@ -254,7 +254,7 @@ def fewshot_base_models(src: Sources, arg: str, prefix: str) -> str:
     return table(["base model", "row"] + [f"{d} F1" for d in few["domains"]] + ["s/update", "query sents/s", "peak RSS MiB"],
                  rows, "ll" + "r" * (len(few["domains"]) + 3)) + note(
         f"{few['settings']['n_way']}-way 5-shot CrossNER, the episodes and the {few['settings']['query_limit']} seeded query",
-        "sentences of the CrossNER table (docs/benchmarks.md); micro-F1 mean ± std over n episodes; support-only rows: the same updates, batch,",
+        "sentences of the CrossNER table (docs/benchmarks-fewshot.md); micro-F1 mean ± std over n episodes; support-only rows: the same updates, batch,",
         "learning rate and LoRA rank. s/update and query sentences/s: wall time of the first listed domain, one thread,",
         f"on {few['machine']}. Sources: " + ", ".join(source_link(n, prefix) for n in shown) + ".",
     )
