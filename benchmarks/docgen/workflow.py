@@ -1,10 +1,11 @@
 """Tables of docs/benchmarks.md on the workflows: the `all` runs, transformer + `ner` budgets and baselines, fp32 against bf16."""
+import statistics
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import srsly
 
 from .sources import RESULTS, result, Sources
-from .format import mean_std, note, paired_interval, signed, source_link, table
+from .format import T975, mean_std, note, paired_interval, signed, source_link, table
 from .blocks import block
 
 
@@ -217,7 +218,7 @@ def precision_workflow(src: Sources, arg: str, prefix: str) -> str:
         "\"bf16, larger budgets\" (if recorded) spends about the time bf16 saves on the precision steps on more MSLM steps and",
         "more passes of transformer + `ner` (`--vars.mslm_steps`, `--vars.train_epochs`). `precision` applies to `mslm`, `train`,",
         "`evaluate` and `visualize`; `init-base` (MiniLM's head warm-up) and spaCy's CNN run in fp32 every time. Seed 0, one run",
-        "each: no seed spread measured (two seeds of the same fp32 settings differed by about one F1 point: table `ner-runs`).",
+        "each; the table below pairs these settings over three seeds.",
         "Sources: " + ", ".join(source_link(name, prefix) for _, name, _ in runs) + ".",
     )
 
@@ -295,6 +296,19 @@ def precision_seeds(src: Sources, arg: str, prefix: str) -> str:
              ["bf16 with larger budgets − fp32", paired_interval(paired("bf16b", "fp32")), time_ratio("bf16b", "fp32")],
              ["MSLM − no adaptation (bf16, larger budgets)", paired_interval(paired("bf16b", "none")), time_ratio("bf16b", "none")]]
     out += "\n\n" + table(["paired by seed", "F1 difference, mean [95 % t-interval]", "time ratio of those steps"], diffs, "lrr")
+
+    def reading(a: str, b: str, what: str) -> str:
+        d = paired(a, b)
+        if len(d) < 2:
+            return f"{what}: not enough seeds yet"
+        mean = statistics.mean(d)
+        half = T975[len(d) - 1] * statistics.stdev(d) / len(d) ** 0.5
+        side = "above 0" if mean - half > 0 else ("below 0" if mean + half < 0 else "includes 0")
+        return f"{what}: the interval {side} ({len(d)} seeds)"
+
+    out += "\n\n" + "; ".join([reading("bf16", "fp32", "bf16 at the workflow's budgets against fp32"),
+                                  reading("bf16b", "fp32", "bf16 with the larger budgets against fp32"),
+                                  reading("bf16b", "none", "MSLM against no adaptation at those budgets")]) + "."
     used = [name for arm, files in PRECISION_SEEDS.items() for seed, name in files.items() if seed in runs[arm]]
     return out + note(
         "`benchmarks/workflow_run.py` in a fresh copy of the project per run, `--vars.seed S` (MSLM's and transformer + `ner`'s",
