@@ -133,7 +133,7 @@ def assert_each_id_once(output: Path, paths: List[Path]) -> None:
     ids = output_ids(output)
     assert len(ids) == len(set(ids)) == N_DOCS and set(ids) == set(valid_records(paths)) - {"boom"}
     errors = [json.loads(line) for line in (output / "errors.jsonl").open(encoding="utf8")]
-    assert [(e["id"], e["line"]) for e in errors] == [(None, 3), (None, 5), ("boom", N_DOCS // N_SHARDS + 1)]
+    assert [(e["id"], e["line"]) for e in errors] == [(None, 3), ("no-text", 5), ("boom", N_DOCS // N_SHARDS + 1)]
     manifest = json.loads((output / "manifest.json").read_text(encoding="utf8"))
     assert (manifest["docs"], manifest["errors"], manifest["unfinished"]) == (N_DOCS, 3, [])
     assert not list(output.glob("*.partial"))
