@@ -53,7 +53,7 @@ def summarize(prof, wall: float, cpu: float, top: int = 12) -> Dict[str, Any]:
     flops = sum(getattr(e, "flops", 0) or 0 for e in events)
     matmul_us = sum(e.self_cpu_time_total for e in events if e.key in MATMUL_OPS)
     ranked = sorted(events, key=lambda e: e.self_cpu_time_total, reverse=True)[:top]
-    threads = max(1, int(os.environ.get("OMP_NUM_THREADS", "0") or 0) or __import__("torch").get_num_threads())
+    threads = __import__("torch").get_num_threads()
     return {
         "wall_s": round(wall, 3), "cpu_s": round(cpu, 3),
         # self CPU time is summed over threads: divided by the thread count it is comparable to wall time

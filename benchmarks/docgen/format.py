@@ -1,7 +1,7 @@
 """Formatting helpers of the generated tables: cells, Markdown tables, mean ± std, notes, links."""
 import textwrap
 import statistics
-from typing import Any, Iterable, Optional, Sequence
+from typing import Any, Iterable, Optional, Sequence, Tuple
 
 from .sources import result
 
@@ -59,10 +59,16 @@ def source_link(name: str, prefix: str) -> str:
 T975 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262, 10: 2.228}
 
 
+def t_interval(diffs: Sequence[float]) -> Tuple[float, float, float]:
+    """(mean, low, high): the 95 % t-interval of the mean of paired differences (n ≥ 2)."""
+    mean = statistics.mean(diffs)
+    half = T975[len(diffs) - 1] * statistics.stdev(diffs) / len(diffs) ** 0.5
+    return mean, mean - half, mean + half
+
+
 def paired_interval(diffs: Sequence[float], digits: int = 2) -> str:
     """'mean [low, high]' of paired differences: the 95 % t-interval of their mean (n ≥ 2)."""
     if len(diffs) < 2:
         return signed(diffs[0], digits) + " (n = 1)" if diffs else "–"
-    mean = statistics.mean(diffs)
-    half = T975[len(diffs) - 1] * statistics.stdev(diffs) / len(diffs) ** 0.5
-    return f"{signed(mean, digits)} [{signed(mean - half, digits)}, {signed(mean + half, digits)}]"
+    mean, low, high = t_interval(diffs)
+    return f"{signed(mean, digits)} [{signed(low, digits)}, {signed(high, digits)}]"

@@ -1,11 +1,10 @@
 """Tables of docs/benchmarks.md on the workflows: the `all` runs, transformer + `ner` budgets and baselines, fp32 against bf16."""
-import statistics
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import srsly
 
 from .sources import RESULTS, result, Sources
-from .format import T975, mean_std, note, paired_interval, signed, source_link, table
+from .format import mean_std, note, paired_interval, signed, source_link, t_interval, table
 from .blocks import block
 
 
@@ -301,9 +300,8 @@ def precision_seeds(src: Sources, arg: str, prefix: str) -> str:
         d = paired(a, b)
         if len(d) < 2:
             return f"{what}: not enough seeds yet"
-        mean = statistics.mean(d)
-        half = T975[len(d) - 1] * statistics.stdev(d) / len(d) ** 0.5
-        side = "above 0" if mean - half > 0 else ("below 0" if mean + half < 0 else "includes 0")
+        _, low, high = t_interval(d)
+        side = "above 0" if low > 0 else ("below 0" if high < 0 else "includes 0")
         return f"{what}: the interval {side} ({len(d)} seeds)"
 
     out += "\n\n" + "; ".join([reading("bf16", "fp32", "bf16 at the workflow's budgets against fp32"),
