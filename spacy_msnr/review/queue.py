@@ -66,10 +66,7 @@ def _shard_records(folder: Path, marker: Record) -> Iterator[Record]:
         for batch in pq.ParquetFile(path).iter_batches(batch_size=4096, columns=["id", "length", "entities"]):
             yield from batch.to_pylist()
     else:
-        with path.open(encoding="utf8") as f:
-            for line in f:
-                if line.strip():
-                    yield json.loads(line)
+        yield from (record for _, record in json_lines(path))
 
 
 def _texts(marker: Record, wanted: Set[str], text_key: str, id_key: str) -> Dict[str, str]:
